@@ -1,0 +1,289 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aubench.faces import heatmaps as hm
+from aubench.faces.codebook import ALL_AUS, Expression, get_codebook
+from aubench.faces.heatmaps import (
+    InvalidReason,
+    au_heatmaps,
+    count_reasons,
+    invalid_reasons,
+    per_au_heatmaps,
+)
+from aubench.faces.landmarks import MEAN_FACE, flip_landmarks, rescale_landmarks
+from tests.references import paper_heatmap, random_faces
+
+NON_NEUTRAL = [e for e in Expression if e not in (Expression.NEUTRAL, Expression.CONTEMPT)]
+
+
+def faces_of_every_class(per_class: int, size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    landmarks = random_faces(per_class * len(NON_NEUTRAL), size, rng)
+    labels = np.repeat([int(e) for e in NON_NEUTRAL], per_class)
+    return landmarks, labels
+
+
+# --- belharbi2024: the paper's pipeline -------------------------------------------------------
+
+
+@pytest.mark.parametrize("codebook", ["belharbi2024", "belharbi2024-fixed"])
+def test_belharbi2024_matches_per_image_opencv_reference(codebook):
+    landmarks, labels = faces_of_every_class(200, 224)
+    book = get_codebook(codebook)
+    expected = [paper_heatmap(lm, int(y), book) for lm, y in zip(landmarks, labels, strict=True)]
+    maps, valid = au_heatmaps(torch.tensor(landmarks), labels, 224, codebook, "belharbi2024")
+
+    assert valid.tolist() == [ok for _, ok in expected]
+    assert valid.all()
+    errors = (maps.numpy() - np.stack([m for m, _ in expected])).__abs__().mean(axis=(1, 2))
+    assert errors.max() <= 0.02, f"worst per-map MAE {errors.max():.4f}"
+    # every class is covered and each class's mean error is small, not just the overall mean
+    for label in np.unique(labels):
+        assert errors[labels == label].mean() < 0.01
+
+
+def test_belharbi2024_disgust_quirk_draws_eyes_not_upper_lip():
+    face = torch.tensor(MEAN_FACE * 160 + 32)[None]
+    paper = au_heatmaps(face, [Expression.DISGUST], 224, regions="belharbi2024").heatmaps[0]
+    fixed = au_heatmaps(
+        face, [Expression.DISGUST], 224, "belharbi2024-fixed", "belharbi2024"
+    ).heatmaps[0]
+    eye = (int(face[0, [37, 38, 40, 41], 1].mean()), int(face[0, 36:42, 0].mean()))
+    assert paper[eye] > 0.2  # AU5, the upper lid raiser: a small blob on the eye
+    assert fixed[eye] == 0  # AU10 lives on the upper lip: nothing reaches the eye
+
+
+def test_sampling_taps_equal_opencv_linear_resize():
+    rng = np.random.default_rng(3)
+    for n_in, n_out in [(224, 28), (100, 28), (28, 224), (28, 100), (57, 28), (28, 150)]:
+        canvas = rng.random((5, n_in))
+        idx, w = hm._linear_taps(n_in, n_out)
+        ours = (canvas[:, idx] * w).sum(-1)
+        theirs = cv2.resize(canvas, (n_out, 5), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(ours, theirs, atol=1e-12)
+
+
+def test_blur_matrix_equals_cv2_blur_and_upsample_equals_cv2_resize():
+    grid = np.random.default_rng(4).random((28, 28))
+    blur = hm._blur3_matrix_np(28)
+    np.testing.assert_allclose(blur @ grid @ blur.T, cv2.blur(grid, (3, 3)), atol=1e-12)
+    up = hm._upsample(torch.tensor(grid)[None], 150, 100)[0].numpy()
+    np.testing.assert_allclose(up, cv2.resize(grid, (100, 150)), atol=1e-12)
+
+
+def test_belharbi2024_other_resolutions_follow_the_reference():
+    landmarks, labels = faces_of_every_class(10, 160, seed=5)
+    book = get_codebook("belharbi2024")
+    maps, valid = au_heatmaps(torch.tensor(landmarks), labels, (160, 160), regions="belharbi2024")
+    expected = np.stack(
+        [
+            paper_heatmap(lm, int(y), book, 160, 160)[0]
+            for lm, y in zip(landmarks, labels, strict=True)
+        ]
+    )
+    assert valid.all()
+    assert np.abs(maps.numpy() - expected).mean(axis=(1, 2)).max() <= 0.02
+
+
+# --- golden values ----------------------------------------------------------------------------
+
+
+def test_landmark_gaussians_golden_single_point():
+    # every landmark at one point: the map is one Gaussian of σ = 8 px (224 px image), min-maxed
+    point = (100.0, 60.0)
+    landmarks = torch.tensor(point).expand(1, 68, 2)
+    maps, valid = au_heatmaps(landmarks, [0], 224, regions="landmark-gaussians")
+    ys, xs = np.mgrid[0:224, 0:224]
+    gauss = np.exp(-((xs - point[0]) ** 2 + (ys - point[1]) ** 2) / (2 * 8.0**2))
+    expected = (gauss - gauss.min()) / (gauss.max() - gauss.min())
+    assert valid.item()  # label-agnostic: neutral is valid
+    np.testing.assert_allclose(maps[0].numpy(), expected, atol=1e-6)
+    assert maps[0, 60, 108].item() == pytest.approx(np.exp(-0.5), abs=1e-6)
+
+
+def test_default_blob_golden_values():
+    # happiness = AU6, AU12, AU25 (belharbi2024-fixed); check one AU12 blob at its landmark
+    face = torch.tensor(MEAN_FACE * 150 + 37, dtype=torch.float64)[None]
+    maps, aus = per_au_heatmaps(face, [Expression.HAPPINESS], 224)
+    assert aus == get_codebook("belharbi2024-fixed").aus
+    au12 = maps[0, aus.index(12)]
+    scale = 0.4 * 150  # inter-ocular distance of MEAN_FACE scaled by 150
+    sigma = 0.22 * scale / 2
+    x48, y48 = face[0, 48].tolist()
+    grid = torch.arange(224, dtype=torch.float64)
+    ys, xs = torch.meshgrid(grid, grid, indexing="ij")
+    left = torch.exp(-((xs - x48) ** 2 + (ys - y48) ** 2) / (2 * sigma**2))
+    x54, y54 = face[0, 54].tolist()
+    right = torch.exp(-((xs - x54) ** 2 + (ys - y54) ** 2) / (2 * sigma**2))
+    torch.testing.assert_close(au12, torch.maximum(left, right), atol=1e-9, rtol=0)
+    assert maps[0, aus.index(1)].abs().max() == 0  # AU1 is not part of happiness
+
+
+def test_per_au_maps_combine_into_the_heatmap():
+    landmarks, labels = faces_of_every_class(4, 128, seed=7)
+    lm = torch.tensor(landmarks)
+    for regions, tolerance in [("default", 1e-6), ("belharbi2024", 5e-3)]:
+        per_au, _ = per_au_heatmaps(lm, labels, 128, regions=regions)
+        combined = per_au.amax(dim=1)
+        low = combined.amin(dim=(1, 2), keepdim=True)
+        high = combined.amax(dim=(1, 2), keepdim=True)
+        expected = (combined - low) / (high - low)
+        maps, _ = au_heatmaps(lm, labels, 128, regions=regions)
+        assert (maps - expected).abs().mean(dim=(1, 2)).max() <= tolerance, regions
+
+
+# --- default model properties -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("regions", ["default", "generic"])
+def test_default_maps_are_resolution_independent(regions):
+    landmarks, labels = faces_of_every_class(20, 224, seed=11)
+    big = torch.tensor(landmarks)
+    small = rescale_landmarks(big, 0.5, 0.5)
+    maps224, valid224 = au_heatmaps(big, labels, 224, regions=regions)
+    maps112, valid112 = au_heatmaps(small, labels, 112, regions=regions)
+    assert valid224.all() and valid112.all()
+    down = F.interpolate(maps224[:, None], size=112, mode="area")[:, 0]
+    errors = (down - maps112).abs().mean(dim=(1, 2))
+    assert errors.max() <= 0.02, f"worst MAE {errors.max():.4f}"
+
+
+face_batches = st.builds(
+    lambda seed, n, width, height: (seed, n, width, height),
+    st.integers(0, 2**31 - 1),
+    st.integers(1, 6),
+    st.integers(48, 160),
+    st.integers(48, 160),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(face_batches, st.sampled_from(["default", "generic", "landmark-gaussians"]))
+def test_flip_equivariance(batch, regions):
+    seed, n, width, height = batch
+    rng = np.random.default_rng(seed)
+    landmarks = torch.tensor(random_faces(n, min(width, height), rng))
+    labels = torch.tensor(rng.integers(0, 7, n))
+    maps, valid = au_heatmaps(landmarks, labels, (height, width), regions=regions)
+    flipped, flipped_valid = au_heatmaps(
+        flip_landmarks(landmarks, width), labels, (height, width), regions=regions
+    )
+    assert torch.equal(valid, flipped_valid)
+    torch.testing.assert_close(flipped, maps.flip(-1), atol=1e-6, rtol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["default", "belharbi2024", "generic"]))
+def test_maps_are_in_unit_range_and_peak_at_one(seed, regions):
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(64, 225))
+    landmarks = torch.tensor(random_faces(4, size, rng), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 7, 4))
+    maps, valid = au_heatmaps(landmarks, labels, size, regions=regions)
+    assert maps.dtype == torch.float32 and maps.shape == (4, size, size)
+    assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    assert torch.allclose(maps.amax(dim=(1, 2)), valid.float(), atol=1e-5)
+
+
+# --- validity -----------------------------------------------------------------------------------
+
+
+def test_validity_rules_and_reasons():
+    size = 112
+    face = torch.tensor(MEAN_FACE * 80 + 16, dtype=torch.float32)
+    far_away = face + 1000
+    lost = torch.full((68, 2), float("nan"))
+    landmarks = torch.stack([face, face, lost, far_away, lost])
+    labels = torch.tensor([1, 0, 3, 2, 0])
+    for regions in ["default", "belharbi2024", "generic", "landmark-gaussians"]:
+        maps, valid = au_heatmaps(landmarks, labels, size, regions=regions)
+        reasons = invalid_reasons(landmarks, labels, valid, regions=regions)
+        assert not torch.isnan(maps).any() and not torch.isinf(maps).any()
+        assert (maps[~valid] == 0).all()
+        expected_neutral = regions in ("generic", "landmark-gaussians")
+        assert valid.tolist() == [True, expected_neutral, False, False, False], regions
+        assert reasons[2] == InvalidReason.NO_LANDMARKS
+        assert reasons[3] == InvalidReason.OUTSIDE
+        assert reasons[4] == (
+            InvalidReason.NO_LANDMARKS if expected_neutral else InvalidReason.NO_AUS
+        )
+    reasons = invalid_reasons(landmarks, labels, au_heatmaps(landmarks, labels, size).valid)
+    assert count_reasons(reasons) == {"no_aus": 2, "no_landmarks": 1, "outside": 1}
+
+
+def test_one_bad_face_does_not_change_the_others():
+    landmarks, labels = faces_of_every_class(2, 96, seed=2)
+    clean = au_heatmaps(torch.tensor(landmarks), labels, 96).heatmaps
+    broken = landmarks.copy()
+    broken[3, 10] = np.inf
+    maps, valid = au_heatmaps(torch.tensor(broken), labels, 96)
+    assert valid.tolist() == [i != 3 for i in range(len(labels))]
+    keep = torch.arange(len(labels)) != 3
+    torch.testing.assert_close(maps[keep], clean[keep])
+
+
+def test_contempt_is_invalid_in_seven_class_codebooks_and_valid_in_emfacs():
+    face = torch.tensor(MEAN_FACE * 80 + 16)[None]
+    assert not au_heatmaps(face, [Expression.CONTEMPT], 112).valid.item()
+    assert au_heatmaps(face, [Expression.CONTEMPT], 112, codebook="emfacs").valid.item()
+
+
+def test_custom_codebook_mapping():
+    face = torch.tensor(MEAN_FACE * 80 + 16)[None]
+    only_brows = {"happiness": ["AU1", 2]}
+    maps, valid = au_heatmaps(face, [1], 112, codebook=only_brows)
+    assert valid.item()
+    rows = maps[0].sum(dim=1)
+    brow_row, mouth_row = int(face[0, 19, 1]), int(face[0, 62, 1])
+    assert rows[brow_row] > 10 * rows[mouth_row]
+
+
+def test_float64_in_float64_out_and_device_follows_input():
+    face = torch.tensor(MEAN_FACE * 80 + 16, dtype=torch.float64)[None]
+    maps, valid = au_heatmaps(face, torch.tensor([2]), 112)
+    assert maps.dtype == torch.float64 and maps.device == face.device
+    assert valid.device == face.device
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("landmarks", "labels", "size", "kwargs", "message"),
+    [
+        (np.zeros((2, 67, 2)), [1, 1], 64, {}, r"shape \(B, 68, 2\).*\(2, 67, 2\)"),
+        (np.zeros((2, 68, 3)), [1, 1], 64, {}, r"\(2, 68, 3\)"),
+        (np.zeros((2, 68, 2)), [1, 9], 64, {}, r"out of range.*\[9\]"),
+        (np.zeros((2, 68, 2)), [1, -1], 64, {}, r"out of range.*\[-1\]"),
+        (np.zeros((2, 68, 2)), [1.0, 2.0], 64, {}, "integer class ids"),
+        (np.zeros((2, 68, 2)), [1], 64, {}, r"labels must have shape \(2,\)"),
+        (np.zeros((1, 68, 2)), [1], (64, 0), {}, "size must be positive"),
+        (np.zeros((1, 68, 2)), [1], 64, {"regions": "defualt"}, "unknown region model"),
+        (np.zeros((1, 68, 2)), [1], 64, {"codebook": "emfac"}, "did you mean 'emfacs'"),
+        (np.zeros((1, 68, 2)), [1], 64, {"codebook": {"joy": [6]}}, "unknown expression 'joy'"),
+        (np.zeros((1, 68, 2)), [1], 64, {"codebook": {"happiness": [99]}}, "unknown AU 99"),
+    ],
+)
+def test_bad_input_is_a_clear_error(landmarks, labels, size, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        au_heatmaps(landmarks, labels, size, **kwargs)
+
+
+def test_per_au_maps_need_an_au_model():
+    with pytest.raises(ValueError, match="no AUs"):
+        per_au_heatmaps(np.zeros((1, 68, 2)), [1], 64, regions="landmark-gaussians")
+
+
+def test_every_au_has_default_and_paper_geometry():
+    face = torch.tensor(MEAN_FACE * 150 + 37)[None]
+    for regions in ["default", "belharbi2024"]:
+        maps, aus = per_au_heatmaps(face, [1], 224, codebook={"happiness": list(ALL_AUS)},
+                                    regions=regions)  # fmt: skip
+        assert aus == ALL_AUS
+        # the paper's small eye ellipses lose most of their area in the 28×28 point sampling
+        assert (maps[0].amax(dim=(1, 2)) > 0.3).all(), regions
