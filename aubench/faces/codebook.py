@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -136,11 +137,10 @@ class Codebook:
 
         Indexing it with a label tensor gives the per-sample AU mask without a Python loop.
         """
-        table = torch.zeros(len(Expression), len(ALL_AUS), dtype=torch.bool)
+        table = np.zeros((len(Expression), len(ALL_AUS)), dtype=bool)
         for expression, aus in self.mapping.items():
-            for au in aus:
-                table[int(expression), ALL_AUS.index(au)] = True
-        return table.to(device)
+            table[int(expression), [ALL_AUS.index(au) for au in aus]] = True
+        return torch.from_numpy(table).to(device)
 
 
 def parse_expression(value: Expression | int | str) -> Expression:

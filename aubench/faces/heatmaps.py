@@ -40,7 +40,13 @@ import torch
 
 from aubench.faces.codebook import ALL_AUS, Codebook, Expression, get_codebook
 from aubench.faces.landmarks import GROUPS, as_landmarks, face_scale, finite_faces
-from aubench.faces.regions import BlobTable, belharbi2024_ellipses, default_blobs
+from aubench.faces.regions import (
+    BELHARBI2024_ELLIPSES,
+    BELHARBI2024_SAME_AS,
+    BlobTable,
+    belharbi2024_ellipses,
+    default_blobs,
+)
 
 #: Region models and the codebook each uses when none is given (None: label-agnostic).
 REGION_MODELS: dict[str, str | None] = {
@@ -273,22 +279,7 @@ def _upsample(grids: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bilinear resize (N, h, w) → (N, H, W), ``align_corners=False``, as two small matmuls."""
     rows = _resize_matrix(grids.shape[-2], height, grids)
     cols = _resize_matrix(grids.shape[-1], width, grids)
-    half = grids @ cols.T  # (N, h, W)
-    out = _empty(grids.shape[0], height, width, like=grids)
-    return torch.matmul(rows.expand(grids.shape[0], -1, -1), half, out=out)
-
-
-def _empty(*shape: int, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised tensor on ``like``'s device and dtype.
-
-    On the CPU the memory comes from NumPy, which advises the kernel to back large arrays with
-    transparent huge pages; PyTorch's CPU allocator does so only under ``THP_MEM_ALLOC_ENABLE=1``.
-    Faulting in a fresh 256×224×224 float32 batch then costs ~5 ms instead of ~10 ms.
-    """
-    if like.device.type != "cpu":
-        return like.new_empty(shape)
-    dtype = np.float64 if like.dtype == torch.float64 else np.float32
-    return torch.from_numpy(np.empty(shape, dtype=dtype)).to(like.dtype)
+    return rows @ (grids @ cols.T)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,30 +301,38 @@ def _belharbi2024_cells(
     # when its centre lies within the ellipse grown by half a pixel (0.7% of pixels differ).
     ellipses[..., 2:] += CV2_FILL_MARGIN
     reaches = _ellipse_reaches_image(ellipses[..., :2], ellipses[..., 2:], height, width)
-    b_idx, k_idx = (au_mask & reaches.any(dim=-1)).nonzero(as_tuple=True)
-    grids = _sampled_coverage(ellipses[b_idx, k_idx], height, width)
+    active = au_mask & reaches.any(dim=-1)
+    counts = torch.tensor(BELHARBI2024_ELLIPSES, device=active.device)
+    parts = []  # one-ellipse AUs first: they need neither a second window nor a union
+    for count in (1, 2):
+        b_idx, k_idx = (active & (counts == count)).nonzero(as_tuple=True)
+        parts.append(
+            (_sampled_coverage(ellipses[b_idx, k_idx, :count], height, width), b_idx, k_idx)
+        )
+    grids, b_idx, k_idx = (torch.cat(column) for column in zip(*parts, strict=True))
     blur = _blur3_matrix(grids)
     return blur @ grids @ blur.T, b_idx, k_idx
 
 
 def _sampled_coverage(ellipses: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(P, 2, 4) ellipse pairs → (P, 28, 28) bilinear samples of their union's 0/1 canvas.
+    """(P, S, 4) ellipses of P AUs (S = 1 or 2 each) → (P, 28, 28) bilinear samples of the union
+    of each AU's ellipses on the 0/1 canvas.
 
-    Only a window of cells around each ellipse is evaluated (the rest is 0). Each pair gets two
-    windows, one per ellipse, and both test the union of the two ellipses, so where the windows
-    overlap they hold identical values and the scatter is exact. Inside the windows the 2×2-tap
-    weighting is two block-diagonal matrix products.
+    Only a window of cells around each ellipse is evaluated (the rest is 0). With two ellipses,
+    each window tests the union of both, so where the windows overlap they hold identical values
+    and the scatter is exact. Inside a window the 2×2-tap weighting is two block-diagonal matrix
+    products.
     """
     cells_x, xs, wx = _window_taps(ellipses[..., 0], ellipses[..., 2], width)
     cells_y, ys, wy = _window_taps(ellipses[..., 1], ellipses[..., 3], height)
-    cx, cy, ax, ay = (ellipses[:, None, :, i, None] for i in range(4))  # (P, 1, 2, 1)
-    qx = _normalised_sq(xs.flatten(2)[:, :, None] - cx, ax)  # (P, 2 windows, 2 ellipses, 2nx)
-    qy = _normalised_sq(ys.flatten(2)[:, :, None] - cy, ay)
-    nearest = torch.minimum(
-        qy[:, :, 0, :, None] + qx[:, :, 0, None, :], qy[:, :, 1, :, None] + qx[:, :, 1, None, :]
-    )
-    union = (nearest <= 1).to(ellipses.dtype)  # (P, 2, 2ny, 2nx) samples
-    coverage = _tap_matrix(wy) @ union @ _tap_matrix(wx).transpose(-1, -2)  # (P, 2, ny, nx)
+    cx, cy, ax, ay = (ellipses[:, None, :, i, None] for i in range(4))  # (P, 1, S, 1)
+    qx = ((xs.flatten(2)[:, :, None] - cx) / ax).square_()  # (P, S windows, S ellipses, 2nx)
+    qy = ((ys.flatten(2)[:, :, None] - cy) / ay).square_()  # axes > 0: grown by the margin
+    union = qy[:, :, 0, :, None] + qx[:, :, 0, None, :]  # (P, S, 2ny, 2nx) samples
+    for other in range(1, ellipses.shape[1]):
+        torch.minimum(union, qy[:, :, other, :, None] + qx[:, :, other, None, :], out=union)
+    union.le_(1)  # 1.0 inside an ellipse, else 0.0
+    coverage = _tap_matrix(wy) @ union @ _tap_matrix(wx).transpose(-1, -2)  # (P, S, ny, nx)
     index = cells_y[..., :, None] * PAPER_GRID + cells_x[..., None, :]
     out = ellipses.new_zeros(ellipses.shape[0], PAPER_GRID * PAPER_GRID)
     out.scatter_(1, index.flatten(1), coverage.flatten(1))
@@ -352,7 +351,7 @@ def _window_taps(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The window of grid cells whose samples can fall inside [centre − axis, centre + axis].
 
-    Returns cells (P, 2, n), their sample positions and weights (P, 2, n, 2); n is the widest
+    Returns cells (P, S, n), their sample positions and weights (P, S, n, 2); n is the widest
     window of the batch, windows are shifted to stay inside the 28-cell grid.
     """
     idx_np, w_np = _linear_taps(n_in, PAPER_GRID)
@@ -384,7 +383,9 @@ def _blur3_matrix(like: torch.Tensor) -> torch.Tensor:
 def _belharbi2024_maps(
     points: torch.Tensor, au_mask: torch.Tensor, height: int, width: int
 ) -> Heatmaps:
-    grids, b_idx, _ = _belharbi2024_cells(points, au_mask, height, width)
+    same_as = torch.tensor(BELHARBI2024_SAME_AS, device=au_mask.device)
+    shapes = torch.zeros_like(au_mask).index_add_(1, same_as, au_mask)  # one per distinct shape
+    grids, b_idx, _ = _belharbi2024_cells(points, shapes, height, width)
     flat = grids.flatten(1)
     combined = flat.new_zeros(points.shape[0], flat.shape[1])  # grids are ≥ 0: 0 is the floor
     combined.scatter_reduce_(0, b_idx[:, None].expand_as(flat), flat, "amax")

@@ -17,8 +17,11 @@ below). Every blob has a mirror twin under the horizontal flip, so the maps are 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
+import numpy as np
 import torch
 
 from aubench.faces.codebook import ALL_AUS
@@ -127,8 +130,122 @@ def default_blobs(
 
 
 # ---------------------------------------------------------------------------------------------
-# belharbi2024: the reference code's ellipses. Each AU has two ellipse slots; AUs drawn with one
-# ellipse repeat it in the second slot (drawing the same ellipse twice changes nothing).
+# belharbi2024: the reference code's ellipses, as a table. Every ellipse parameter is
+#     fallback_if_≤0( clamp( trunc( Σ coef·p + const ), low, high ) )
+# of the int-truncated landmarks p, so a batch of faces needs one matrix product.
+
+
+@dataclass(frozen=True)
+class Lin:
+    """One ellipse parameter: trunc(Σ coef·p[landmark, axis] + const), clamped, with a fall-back.
+
+    ``terms`` maps (landmark, axis) to a coefficient (axis 0 = x, 1 = y); ``fallback`` replaces
+    values ≤ 0 (None: keep them).
+    """
+
+    terms: tuple[tuple[int, int, float], ...]
+    const: float = 0.0
+    low: float = -math.inf
+    high: float = math.inf
+    fallback: float | None = None
+
+
+def _px(value: float) -> Lin:
+    return Lin((), value)
+
+
+def _at(axis: int, *points: int, const: float = 0.0, **kw) -> Lin:
+    """The paper's ``int(mean)`` of the points' coordinate (one point: the coordinate itself)."""
+    return Lin(tuple((i, axis, 1 / len(points)) for i in points), const, **kw)
+
+
+def _half(axis: int, a: int, b: int, const: float = 0.0, **kw) -> Lin:
+    """``int((p_a − p_b + const) / 2)``: a half-difference, the paper's semi-axis."""
+    return Lin(((a, axis, 0.5), (b, axis, -0.5)), const / 2, **kw)
+
+
+def _paper_ellipses(height: int, width: int) -> dict[int, tuple[tuple[Lin, ...], ...]]:
+    """AU → one or two ellipses (cx, cy, ax, ay), transcribed from paper-protocol.md §3.2."""
+    x, y = 0, 1
+    w8, h10, w10, twenty = (_px(round(v)) for v in (width / 8, height / 10, width / 10, 20))
+    h6 = round(height / 6)
+
+    def circle(centre_x: Lin, centre_y: Lin) -> tuple[Lin, ...]:
+        return (centre_x, centre_y, twenty, twenty)
+
+    def corners(left: int, right: int) -> tuple[tuple[Lin, ...], ...]:
+        return circle(_at(x, left), _at(y, left)), circle(_at(x, right), _at(y, right))
+
+    # per eye (corners, upper and lower lid points): centre, half width, half height, and AU7's
+    # lid semi-axis "half height + 10" (an operator-precedence bug in the reference)
+    eye_points = ((36, 39, 38, 41), (42, 45, 44, 47))
+    eyes = [
+        (_at(x, c0, c1), _at(y, up, lo), _half(x, c1, c0, fallback=5),
+         _half(y, lo, up, fallback=5), _half(y, lo, up, 20, fallback=5))
+        for c0, c1, up, lo in eye_points
+    ]  # fmt: skip
+    mouth = (_at(x, 48, 54), _at(y, 51, 57),
+             _half(x, 54, 48, fallback=5), _half(y, 57, 51, fallback=5))  # fmt: skip
+    return {
+        1: ((_at(x, 20), _at(y, 20), w8, h10), (_at(x, 23), _at(y, 23), w8, h10)),
+        2: ((_at(x, 18), _at(y, 18), w8, h10), (_at(x, 25), _at(y, 25), w8, h10)),
+        4: ((_at(x, 19, 24), _at(y, 19, 24),
+             _half(x, 24, 19, fallback=10), _half(y, 24, 19, fallback=10)),),
+        5: tuple((cx, cy, ax, ay) for cx, cy, ax, ay, _ in eyes),
+        6: ((_at(x, 41), _at(y, 41, const=h6), w10, h10),
+            (_at(x, 46), _at(y, 46, const=h6), w10, h10)),
+        7: tuple((cx, cy, ax, lid) for cx, cy, ax, _, lid in eyes),
+        9: (circle(_at(x, 31), _at(y, 29)), circle(_at(x, 35), _at(y, 29))),
+        10: (circle(_at(x, 48), _at(y, 50)), circle(_at(x, 52), _at(y, 54))),  # sic
+        12: corners(48, 54),
+        14: (circle(_at(x, 48, const=-20, low=0), _at(y, 48)),
+             circle(_at(x, 54, const=20, high=width), _at(y, 54))),
+        15: corners(48, 54),
+        16: corners(59, 55),
+        17: ((_at(x, 59, 8), _at(y, 59, 8),
+              _half(x, 8, 59, fallback=5), _half(y, 8, 59, fallback=5)),),
+        20: (circle(_at(x, 48, 6), _at(y, 48, 6)),
+             circle(_at(x, 50, 10), _at(y, 50, 10))),  # L50 sic (L54 meant)
+        23: (mouth,),
+        24: (mouth,),
+        25: ((_at(x, 51), _at(y, 51), _px(25), _px(10)),
+             (_at(x, 57), _at(y, 57), _px(25), _px(10))),
+        26: (mouth,),
+        27: (mouth,),
+        43: tuple((_at(x, c0, c1), _at(y, up, lo),  # as AU7 without the fall-back to 5
+                   _half(x, c1, c0, fallback=0), _half(y, lo, up, 20, fallback=0))
+                  for c0, c1, up, lo in eye_points),
+    }  # fmt: skip
+
+
+def _paper_structure() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    geometry = _paper_ellipses(224, 224)  # the structure does not depend on the image size
+    counts = tuple(len(geometry[au]) for au in ALL_AUS)
+    first = {}
+    same = tuple(first.setdefault(geometry[au], k) for k, au in enumerate(ALL_AUS))
+    return counts, same
+
+
+#: How many ellipses each AU of :data:`ALL_AUS` has in the paper's geometry (1 or 2), and for each
+#: AU the index of the first AU drawn with identical ellipses (AU23/24/26/27 share the mouth
+#: ellipse, AU12/15 the lip corners): a max over AUs needs to draw each shape only once.
+BELHARBI2024_ELLIPSES, BELHARBI2024_SAME_AS = _paper_structure()
+
+
+@lru_cache(maxsize=16)
+def _paper_table(height: int, width: int) -> tuple[np.ndarray, ...]:
+    """The §3.2 ellipses of all AUs as arrays over (AU, slot, parameter), flattened to R rows:
+    ``matrix`` (R, 136) on the flattened landmarks, ``const``, ``low``, ``high``, ``fallback``
+    (NaN: none). AUs drawn with one ellipse repeat it in the second slot (same drawing twice)."""
+    geometry = _paper_ellipses(height, width)
+    params = [p for au in ALL_AUS for e in (geometry[au] * 2)[:2] for p in e]
+    matrix = np.zeros((len(params), 68 * 2))
+    for row, param in enumerate(params):
+        for landmark, axis, coef in param.terms:
+            matrix[row, 2 * landmark + axis] += coef
+    fallback = [math.nan if p.fallback is None else p.fallback for p in params]
+    columns = ([p.const for p in params], [p.low for p in params], [p.high for p in params])
+    return (matrix, *(np.array(c) for c in columns), np.array(fallback))
 
 
 def belharbi2024_ellipses(landmarks: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -137,94 +254,12 @@ def belharbi2024_ellipses(landmarks: torch.Tensor, height: int, width: int) -> t
     Landmarks are truncated to int first (the reference does ``int(x)``); ``mid(i, j)`` is
     ``int((p_i + p_j) / 2)``; sizes ``round(W/8)``, ``round(H/10)``, ``round(H/6)``, ``round(W/10)``
     scale with the image, every other constant is in pixels (tuned for 224×224).
-    Non-finite landmarks give NaN ellipses (the caller marks those faces invalid).
     """
-    p = torch.trunc(landmarks)
-    x, y = p[..., 0], p[..., 1]
-
-    def full(value: float) -> torch.Tensor:
-        return torch.full_like(x[:, 0], float(value))
-
-    def mid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.trunc((a + b) / 2)
-
-    def half(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.trunc((a - b) / 2)
-
-    def fallback(axis: torch.Tensor, value: float) -> torch.Tensor:
-        return torch.where(axis <= 0, torch.full_like(axis, value), axis)
-
-    w8, h10, h6, w10 = round(width / 8), round(height / 10), round(height / 6), round(width / 10)
-    twenty = full(20)
-    eye_l = (mid(x[:, 36], x[:, 39]), mid(y[:, 38], y[:, 41]))
-    eye_r = (mid(x[:, 42], x[:, 45]), mid(y[:, 44], y[:, 47]))
-    eye_w_l, eye_w_r = half(x[:, 39], x[:, 36]), half(x[:, 45], x[:, 42])
-    lid_l, lid_r = half(y[:, 41] + 20, y[:, 38]), half(y[:, 47] + 20, y[:, 44])  # "+ 10" quirk
-    mouth = (mid(x[:, 48], x[:, 54]), mid(y[:, 51], y[:, 57]))
-    mouth_axes = (fallback(half(x[:, 54], x[:, 48]), 5), fallback(half(y[:, 57], y[:, 51]), 5))
-
-    def ell(cx, cy, ax, ay) -> torch.Tensor:
-        return torch.stack([cx, cy, ax, ay], dim=-1)
-
-    def two(first: torch.Tensor, second: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.stack([first, first if second is None else second], dim=1)
-
-    def point(i: int, ax, ay) -> torch.Tensor:
-        return ell(x[:, i], y[:, i], ax, ay)
-
-    brow_axes = (full(w8), full(h10))
-    per_au = {
-        1: two(point(20, *brow_axes), point(23, *brow_axes)),
-        2: two(point(18, *brow_axes), point(25, *brow_axes)),
-        4: two(
-            ell(
-                mid(x[:, 19], x[:, 24]),
-                mid(y[:, 19], y[:, 24]),
-                fallback(half(x[:, 24], x[:, 19]).clamp(min=0), 10),
-                fallback(half(y[:, 24], y[:, 19]).clamp(min=0), 10),
-            )
-        ),
-        5: two(
-            ell(*eye_l, fallback(eye_w_l, 5), fallback(half(y[:, 41], y[:, 38]), 5)),
-            ell(*eye_r, fallback(eye_w_r, 5), fallback(half(y[:, 47], y[:, 44]), 5)),
-        ),
-        6: two(
-            ell(x[:, 41], y[:, 41] + h6, full(w10), full(h10)),
-            ell(x[:, 46], y[:, 46] + h6, full(w10), full(h10)),
-        ),
-        7: two(
-            ell(*eye_l, fallback(eye_w_l, 5), fallback(lid_l, 5)),
-            ell(*eye_r, fallback(eye_w_r, 5), fallback(lid_r, 5)),
-        ),
-        9: two(ell(x[:, 31], y[:, 29], twenty, twenty), ell(x[:, 35], y[:, 29], twenty, twenty)),
-        10: two(ell(x[:, 48], y[:, 50], twenty, twenty), ell(x[:, 52], y[:, 54], twenty, twenty)),
-        12: two(point(48, twenty, twenty), point(54, twenty, twenty)),
-        14: two(
-            ell((x[:, 48] - 20).clamp(min=0), y[:, 48], twenty, twenty),
-            ell((x[:, 54] + 20).clamp(max=width), y[:, 54], twenty, twenty),
-        ),
-        15: two(point(48, twenty, twenty), point(54, twenty, twenty)),
-        16: two(point(59, twenty, twenty), point(55, twenty, twenty)),
-        17: two(
-            ell(
-                mid(x[:, 59], x[:, 8]),
-                mid(y[:, 59], y[:, 8]),
-                fallback(half(x[:, 8], x[:, 59]), 5),
-                fallback(half(y[:, 8], y[:, 59]), 5),
-            )
-        ),
-        20: two(
-            ell(mid(x[:, 48], x[:, 6]), mid(y[:, 48], y[:, 6]), twenty, twenty),
-            ell(mid(x[:, 50], x[:, 10]), mid(y[:, 50], y[:, 10]), twenty, twenty),  # L50 sic
-        ),
-        23: two(ell(*mouth, *mouth_axes)),
-        24: two(ell(*mouth, *mouth_axes)),
-        25: two(point(51, full(25), full(10)), point(57, full(25), full(10))),
-        26: two(ell(*mouth, *mouth_axes)),
-        27: two(ell(*mouth, *mouth_axes)),
-        43: two(  # as AU7 without the zero fall-back
-            ell(*eye_l, eye_w_l.clamp(min=0), lid_l.clamp(min=0)),
-            ell(*eye_r, eye_w_r.clamp(min=0), lid_r.clamp(min=0)),
-        ),
-    }
-    return torch.stack([per_au[au] for au in ALL_AUS], dim=1)
+    matrix, const, low, high, fallback = (
+        torch.from_numpy(a).to(landmarks.device, landmarks.dtype)
+        for a in _paper_table(height, width)
+    )
+    values = torch.trunc(torch.trunc(landmarks).flatten(1) @ matrix.T + const)
+    values = torch.minimum(torch.maximum(values, low), high)
+    values = torch.where((values <= 0) & ~fallback.isnan(), fallback, values)
+    return values.view(-1, len(ALL_AUS), 2, 4)
