@@ -1,0 +1,1 @@
+"""Datasets yielding the Sample contract (DESIGN.md) and batch assembly with AU heatmaps."""

@@ -1,0 +1,7 @@
+"""``python -m aubench`` runs the command line."""
+
+import sys
+
+from aubench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,223 @@
+"""The built-in synthetic AU faces as a torch Dataset, and their export to a folder.
+
+Images come from :mod:`aubench.faces.synth`: (seed, split, index) fixes image, landmarks and
+label on any machine. Labels are already canonical (0 neutral … 6 sadness, 7 contempt with 8
+classes), so there is no id mapping to document; every block of ``num_classes`` consecutive
+indices holds each class once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from aubench.faces.codebook import EXPRESSIONS, Codebook
+from aubench.faces.synth import (
+    SynthConfig,
+    SynthSample,
+    check_size,
+    face_landmarks,
+    label_of,
+    render_sample,
+    sample_params,
+    split_code,
+)
+from aubench.io import write_atomic
+
+#: ImageNet channel statistics (RGB) used by ``normalize=True``.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+Sample = dict[str, Any]
+
+
+class SyntheticFaces(Dataset):
+    """``n`` procedural AU faces of one split, yielding the Sample contract (DESIGN.md).
+
+    Each item is a dict: ``image`` float32 (3, size, size) — RGB in [0, 1], then
+    ``(x − IMAGENET_MEAN) / IMAGENET_STD`` when ``normalize`` —, ``label`` int (canonical order),
+    ``landmarks`` float32 (68, 2) (x, y) pixels, ``id`` ``"synthetic-<split>-<index:06d>"``, and
+    ``shortcut`` bool (whether the class-coloured cue was drawn). ``transform`` (a callable on
+    that dict) is applied last.
+
+    Args:
+        n: number of faces (indices 0 … n − 1).
+        size: image side in pixels, 64–224.
+        split: ``train``, ``val`` or ``test`` (different faces; ``test`` decorrelates the
+            shortcut cue by default).
+        seed: non-negative int.
+        num_classes: 7 or 8 (with contempt).
+        codebook: the expression → AU codebook the faces show.
+        shortcut: probability ρ of the class-coloured background cue (0 = never).
+        shortcut_mode: ``auto``, ``correlated`` or ``decorrelated`` (see :class:`SynthConfig`).
+        transform: optional callable applied to each Sample dict.
+        normalize: apply the ImageNet normalisation.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        size: int = 112,
+        split: str = "train",
+        seed: int = 0,
+        num_classes: int = 7,
+        codebook: str | Codebook | Mapping = "belharbi2024-fixed",
+        shortcut: float = 0.0,
+        transform: Callable[[Sample], Sample] | None = None,
+        normalize: bool = True,
+        shortcut_mode: str = "auto",
+    ) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.n = n
+        self.size = check_size(size)
+        split_code(split)
+        self.split = split
+        self.seed = seed
+        self.config = SynthConfig(num_classes, codebook, shortcut, shortcut_mode)
+        self.transform = transform
+        self.normalize = normalize
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Sample:
+        face = self.render(self._index(index))
+        image = torch.from_numpy(face.image).permute(2, 0, 1).float().div_(255.0)
+        if self.normalize:
+            image = image.sub_(_MEAN).div_(_STD)
+        sample = {
+            "image": image,
+            "label": face.label,
+            "landmarks": torch.from_numpy(face.landmarks),
+            "id": self.sample_id(index),
+            "shortcut": face.shortcut,
+        }
+        return self.transform(sample) if self.transform is not None else sample
+
+    def render(self, index: int) -> SynthSample:
+        """Item ``index`` as numpy: uint8 (size, size, 3) RGB image, landmarks, label, shortcut."""
+        return render_sample(self.seed, self.split, self._index(index), self.size, self.config)
+
+    def sample_id(self, index: int) -> str:
+        """``"synthetic-<split>-<index:06d>"``."""
+        return f"synthetic-{self.split}-{self._index(index):06d}"
+
+    @property
+    def labels(self) -> list[int]:
+        """Every item's label, without rendering (for samplers and class counts)."""
+        return [label_of(self.seed, self.split, i, self.config.num_classes) for i in range(self.n)]
+
+    def _index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if not -self.n <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} synthetic faces")
+        return int(index) % self.n
+
+
+def export_synthetic(
+    dataset: SyntheticFaces, out_dir: str | os.PathLike, progress: bool = True
+) -> Path:
+    """Write every face of ``dataset`` to ``out_dir`` and return its path.
+
+    Layout: ``images/<id>.png`` (RGB), ``labels.csv`` with header
+    ``image,label,expression,x0,…,x67,y0,…,y67`` (image path relative to ``out_dir``, canonical
+    label id, expression name, landmark pixels with 3 decimals) and ``synth.json`` (the generator
+    settings). The folder is what the ``folder`` dataset reads. A preview grid is
+    :func:`aubench.report.preview.save_synthetic_preview`.
+
+    Every file is written atomically (temporary file, then rename). Re-running on a previous export
+    with the same settings keeps the images already there (any n: it extends or re-lists) and
+    rewrites the CSV. A non-empty folder that is not an export, or an export made with other
+    settings, is refused with an error.
+    """
+    out = Path(out_dir)
+    settings = {
+        "generator": "aubench.faces.synth",
+        "size": dataset.size,
+        "split": dataset.split,
+        "seed": dataset.seed,
+        "num_classes": dataset.config.num_classes,
+        "codebook": dataset.config.codebook,
+        "shortcut": dataset.config.shortcut,
+    }
+    _prepare_export_dir(out, settings)
+    images_dir = out / "images"
+    images_dir.mkdir(exist_ok=True)
+    write_atomic(out / "synth.json", json.dumps(settings, indent=2).encode())
+
+    rows = []
+    for index in tqdm(
+        range(len(dataset)), desc="synthetic faces", unit="face", disable=not progress
+    ):
+        name = f"{dataset.sample_id(index)}.png"
+        path = images_dir / name
+        if path.exists():
+            params = sample_params(dataset.seed, dataset.split, index, dataset.config)
+            landmarks, label = face_landmarks(params, dataset.size), params.label
+        else:
+            face = dataset.render(index)
+            landmarks, label = face.landmarks, face.label
+            write_atomic(path, _png(face.image))
+        rows.append(
+            [f"images/{name}", label, EXPRESSIONS[label]]
+            + [f"{v:.3f}" for v in landmarks[:, 0]]
+            + [f"{v:.3f}" for v in landmarks[:, 1]]
+        )
+    header = ["image", "label", "expression"]
+    header += [f"x{i}" for i in range(68)] + [f"y{i}" for i in range(68)]
+    write_atomic(out / "labels.csv", _csv_bytes([header, *rows]))
+    return out
+
+
+def _prepare_export_dir(out: Path, settings: dict) -> None:
+    """Create ``out`` or check that it is empty or a previous export with the same settings."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not ((out / "labels.csv").is_file() or (out / "images").is_dir()):
+            raise FileExistsError(
+                f"{out} is not empty and is not a synthetic export (no labels.csv or images/); "
+                "choose an empty or new directory"
+            )
+        manifest = out / "synth.json"
+        if manifest.is_file():
+            previous = json.loads(manifest.read_text())
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            if changed:
+                details = ", ".join(f"{k}: {previous.get(k)!r} → {settings[k]!r}" for k in changed)
+                raise ValueError(
+                    f"{out} holds an export made with other settings ({details}); "
+                    "use a new directory"
+                )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+def _csv_bytes(rows: list[list]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode()
