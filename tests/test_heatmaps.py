@@ -68,10 +68,17 @@ def test_sampling_taps_equal_opencv_linear_resize():
         np.testing.assert_allclose(ours, theirs, atol=1e-12)
 
 
-def test_blur_matrix_equals_cv2_blur_and_upsample_equals_cv2_resize():
-    grid = np.random.default_rng(4).random((28, 28))
-    blur = hm._blur3_matrix_np(28)
-    np.testing.assert_allclose(blur @ grid @ blur.T, cv2.blur(grid, (3, 3)), atol=1e-12)
+def test_sampling_blur_matrices_equal_cv2_and_upsample_equals_cv2_resize():
+    rng = np.random.default_rng(4)
+    for height, width in [(224, 224), (150, 100), (64, 96)]:
+        canvas = rng.random((height, width))
+        rows, _ = hm._linear_taps(height, 28)
+        cols, _ = hm._linear_taps(width, 28)
+        samples = canvas[rows.flatten()][:, cols.flatten()]  # (56, 56): 2×2 taps per cell
+        ours = hm._sample_blur_matrix_np(height) @ samples @ hm._sample_blur_matrix_np(width).T
+        theirs = cv2.blur(cv2.resize(canvas, (28, 28)), (3, 3))
+        np.testing.assert_allclose(ours, theirs, atol=1e-12)
+    grid = rng.random((28, 28))
     up = hm._upsample(torch.tensor(grid)[None], 150, 100)[0].numpy()
     np.testing.assert_allclose(up, cv2.resize(grid, (100, 150)), atol=1e-12)
 

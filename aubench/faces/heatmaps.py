@@ -31,6 +31,7 @@ into a silently all-zero "valid" map. Invalid samples get an all-zero map and ``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import IntEnum
 from functools import lru_cache
 from typing import NamedTuple
@@ -272,7 +273,15 @@ def _resize_matrix_np(n_in: int, n_out: int) -> np.ndarray:
 
 def _resize_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
     """(n_out, n_in) matrix of the linear resize along one axis, on ``like``'s device and dtype."""
-    return torch.from_numpy(_resize_matrix_np(n_in, n_out)).to(like.device, like.dtype)
+    return _constant(_resize_matrix_np, (n_in, n_out), like.device, like.dtype)
+
+
+@lru_cache(maxsize=128)
+def _constant(
+    build: Callable[..., np.ndarray], args: tuple, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """A tensor built once per (arguments, device, dtype) from a NumPy table and then reused."""
+    return torch.from_numpy(build(*args)).to(device, dtype)
 
 
 def _upsample(grids: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -292,9 +301,7 @@ def _belharbi2024_cells(
     """Blurred 28×28 grids of the active (sample, AU) pairs.
 
     Returns ``grids`` (P, 28, 28) in [0, 1], and the pairs' sample and AU indices (P,) each. An AU
-    is active when it is in the label's set and one of its ellipses reaches the image. Cell value =
-    OpenCV's bilinear sample of the 0/1 ellipse canvas at that cell (a weighted vote of the 2×2
-    canvas pixels around (j + ½)·W/28 − ½), then the 3×3 box blur.
+    is active when it is in the label's set and one of its ellipses reaches the image.
     """
     ellipses = belharbi2024_ellipses(points, height, width)  # (B, K, 2, 4)
     # OpenCV's filled ellipse also paints the pixels its boundary passes through: a pixel is in
@@ -302,72 +309,82 @@ def _belharbi2024_cells(
     ellipses[..., 2:] += CV2_FILL_MARGIN
     reaches = _ellipse_reaches_image(ellipses[..., :2], ellipses[..., 2:], height, width)
     active = au_mask & reaches.any(dim=-1)
-    counts = torch.tensor(BELHARBI2024_ELLIPSES, device=active.device)
-    parts = []  # one-ellipse AUs first: they need neither a second window nor a union
+    counts = _constant(np.array, (BELHARBI2024_ELLIPSES,), active.device, torch.long)
+    parts = []  # one-ellipse AUs apart: their windows are smaller and need no union
+    flat = ellipses.flatten(0, 1)  # (B·K, 2, 4)
     for count in (1, 2):
         b_idx, k_idx = (active & (counts == count)).nonzero(as_tuple=True)
-        parts.append(
-            (_sampled_coverage(ellipses[b_idx, k_idx, :count], height, width), b_idx, k_idx)
-        )
+        chosen = torch.index_select(flat, 0, b_idx * ellipses.shape[1] + k_idx)[:, :count]
+        parts.append((_blurred_samples(chosen, height, width), b_idx, k_idx))
     grids, b_idx, k_idx = (torch.cat(column) for column in zip(*parts, strict=True))
-    blur = _blur3_matrix(grids)
-    return blur @ grids @ blur.T, b_idx, k_idx
+    return grids, b_idx, k_idx
 
 
-def _sampled_coverage(ellipses: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(P, S, 4) ellipses of P AUs (S = 1 or 2 each) → (P, 28, 28) bilinear samples of the union
-    of each AU's ellipses on the 0/1 canvas.
+def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(P, S, 4) ellipses of P AUs → (P, 28, 28): ``cv2.blur(cv2.resize(canvas, (28, 28)))`` of
+    the 0/1 canvas of each AU's union of S ellipses.
 
-    Only a window of cells around each ellipse is evaluated (the rest is 0). With two ellipses,
-    each window tests the union of both, so where the windows overlap they hold identical values
-    and the scatter is exact. Inside a window the 2×2-tap weighting is two block-diagonal matrix
-    products.
+    OpenCV's linear downscale samples each cell at 2×2 canvas pixels (:func:`_linear_taps`); the
+    union is tested at those samples only inside a window of cells around the AU's ellipses (the
+    canvas is 0 elsewhere). Sampling weights and the 3×3 box blur are both linear, so together
+    they are one matrix per axis, G = blur · taps (28 × 56), applied to the window's columns:
+    ``grid = G_y[:, window] @ inside @ G_x[:, window]ᵀ``.
     """
-    cells_x, xs, wx = _window_taps(ellipses[..., 0], ellipses[..., 2], width)
-    cells_y, ys, wy = _window_taps(ellipses[..., 1], ellipses[..., 3], height)
-    cx, cy, ax, ay = (ellipses[:, None, :, i, None] for i in range(4))  # (P, 1, S, 1)
-    qx = ((xs.flatten(2)[:, :, None] - cx) / ax).square_()  # (P, S windows, S ellipses, 2nx)
-    qy = ((ys.flatten(2)[:, :, None] - cy) / ay).square_()  # axes > 0: grown by the margin
-    union = qy[:, :, 0, :, None] + qx[:, :, 0, None, :]  # (P, S, 2ny, 2nx) samples
+    (rows, ys), (cols, xs) = _windows(ellipses, height, width)  # (P, 2ny), (P, 2nx)
+    cx, cy, ax, ay = (ellipses[..., i, None] for i in range(4))  # (P, S, 1)
+    qx = ((xs[:, None] - cx) / ax).square_()  # (P, S, 2nx); axes > 0: grown by the margin
+    qy = ((ys[:, None] - cy) / ay).square_()
+    inside = qy[:, 0, :, None] + qx[:, 0, None, :]  # (P, 2ny, 2nx)
     for other in range(1, ellipses.shape[1]):
-        torch.minimum(union, qy[:, :, other, :, None] + qx[:, :, other, None, :], out=union)
-    union.le_(1)  # 1.0 inside an ellipse, else 0.0
-    coverage = _tap_matrix(wy) @ union @ _tap_matrix(wx).transpose(-1, -2)  # (P, S, ny, nx)
-    index = cells_y[..., :, None] * PAPER_GRID + cells_x[..., None, :]
-    out = ellipses.new_zeros(ellipses.shape[0], PAPER_GRID * PAPER_GRID)
-    out.scatter_(1, index.flatten(1), coverage.flatten(1))
-    return out.view(-1, PAPER_GRID, PAPER_GRID)
+        torch.minimum(inside, qy[:, other, :, None] + qx[:, other, None, :], out=inside)
+    inside.le_(1)  # 1.0 inside an ellipse, else 0.0
+    g_rows = _window_matrix(height, rows, inside)  # (P, 2ny, 28)
+    g_cols = _window_matrix(width, cols, inside)  # (P, 2nx, 28)
+    return g_rows.transpose(-1, -2) @ inside @ g_cols
 
 
-def _tap_matrix(weights: torch.Tensor) -> torch.Tensor:
-    """(..., n, 2) per-cell tap weights → (..., n, 2n) block-diagonal weighting matrix."""
-    n = weights.shape[-2]
-    eye = torch.eye(n, dtype=weights.dtype, device=weights.device)
-    return (eye[:, :, None] * weights[..., None, :, :]).flatten(-2)
+def _windows(
+    ellipses: torch.Tensor, height: int, width: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Per axis (y, then x), the samples of the cells that can see the AU's ellipses.
 
-
-def _window_taps(
-    centre: torch.Tensor, axis: torch.Tensor, n_in: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The window of grid cells whose samples can fall inside [centre − axis, centre + axis].
-
-    Returns cells (P, S, n), their sample positions and weights (P, S, n, 2); n is the widest
-    window of the batch, windows are shifted to stay inside the 28-cell grid.
+    A cell can see [min(centre − axis), max(centre + axis)] over the S ellipses when one of its
+    two taps lies inside. Returns, per axis, sample indices into the 56 (cell, tap) samples of the
+    28-cell grid and their pixel positions, both (P, 2n); n is the widest window of the batch and
+    windows are shifted to stay inside the grid.
     """
-    idx_np, w_np = _linear_taps(n_in, PAPER_GRID)
-    idx = torch.from_numpy(idx_np).to(centre.device)
-    first = torch.searchsorted(idx[:, 1].to(centre), (centre - axis).contiguous())
-    last = torch.searchsorted(idx[:, 0].to(centre), (centre + axis).contiguous(), right=True) - 1
-    size = int((last - first + 1).max().clamp(1, PAPER_GRID)) if centre.numel() else 1
-    start = first.clamp(0, PAPER_GRID - size)
-    cells = start[..., None] + torch.arange(size, device=centre.device)
-    weights = torch.from_numpy(w_np).to(centre)
-    return cells, idx[cells].to(centre), weights[cells]
+    centre, axis = ellipses[..., [1, 0]], ellipses[..., [3, 2]]  # (P, S, 2) as (y, x)
+    low = (centre - axis).amin(dim=1).T.contiguous()  # (2, P)
+    high = (centre + axis).amax(dim=1).T.contiguous()
+    taps = _constant(_tap_table_np, (height, width), ellipses.device, ellipses.dtype)
+    first = torch.searchsorted(taps[1], low)  # taps: (2 taps, 2 axes, 28 cells)
+    last = torch.searchsorted(taps[0], high, right=True) - 1
+    sizes = (last - first + 1).amax(dim=1).clamp(1, PAPER_GRID).tolist() if low.numel() else [1, 1]
+    positions = _constant(_sample_table_np, (height, width), ellipses.device, ellipses.dtype)
+    windows = []
+    for axis_index, size in enumerate(sizes):
+        start = first[axis_index].clamp(0, PAPER_GRID - size)
+        samples = 2 * start[:, None] + torch.arange(2 * size, device=ellipses.device)
+        picked = torch.index_select(positions[axis_index], 0, samples.flatten())
+        windows.append((samples, picked.view_as(samples)))
+    return windows[0], windows[1]
 
 
-@lru_cache(maxsize=8)
-def _blur3_matrix_np(n: int) -> np.ndarray:
-    """(n, n) matrix of the 3-tap mean with BORDER_REFLECT_101 (index −1 → 1, n → n − 2)."""
+def _tap_table_np(height: int, width: int) -> np.ndarray:
+    """(2 taps, 2 axes (y, x), 28 cells): the pixel positions OpenCV samples for each cell."""
+    taps = np.stack([_linear_taps(n, PAPER_GRID)[0] for n in (height, width)])  # (2, 28, 2)
+    return np.ascontiguousarray(taps.transpose(2, 0, 1), dtype=np.float64)
+
+
+def _sample_table_np(height: int, width: int) -> np.ndarray:
+    """(2 axes (y, x), 56): sample 2c + t of an axis is tap t of cell c."""
+    taps = np.stack([_linear_taps(n, PAPER_GRID)[0].flatten() for n in (height, width)])
+    return taps.astype(np.float64)
+
+
+def _blur3_np(n: int) -> np.ndarray:
+    """(n, n) 3-tap mean with BORDER_REFLECT_101 (index −1 → 1, n → n − 2): one axis of
+    ``cv2.blur(·, (3, 3))``."""
     matrix = np.zeros((n, n))
     for i in range(n):
         for j in (i - 1, i, i + 1):
@@ -375,15 +392,28 @@ def _blur3_matrix_np(n: int) -> np.ndarray:
     return matrix
 
 
-def _blur3_matrix(like: torch.Tensor) -> torch.Tensor:
-    """``cv2.blur(·, (3, 3))`` on a 28×28 grid is ``M @ X @ M.T`` with this M."""
-    return torch.from_numpy(_blur3_matrix_np(PAPER_GRID)).to(like.device, like.dtype)
+def _sample_blur_matrix_np(n_in: int) -> np.ndarray:
+    """(28, 56): OpenCV's 28-cell linear-sampling weights, then the box blur, along one axis."""
+    _, weights = _linear_taps(n_in, PAPER_GRID)
+    taps = np.zeros((PAPER_GRID, 2 * PAPER_GRID))
+    taps[np.arange(PAPER_GRID).repeat(2), np.arange(2 * PAPER_GRID)] = weights.flatten()
+    return _blur3_np(PAPER_GRID) @ taps
+
+
+def _window_matrix(n_in: int, samples: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Gᵀ restricted to each window's samples: (P, 2n) sample indices → (P, 2n, 28)."""
+    table = _constant(_sample_blur_matrix_t_np, (n_in,), like.device, like.dtype)
+    return torch.index_select(table, 0, samples.flatten()).view(*samples.shape, PAPER_GRID)
+
+
+def _sample_blur_matrix_t_np(n_in: int) -> np.ndarray:
+    return np.ascontiguousarray(_sample_blur_matrix_np(n_in).T)
 
 
 def _belharbi2024_maps(
     points: torch.Tensor, au_mask: torch.Tensor, height: int, width: int
 ) -> Heatmaps:
-    same_as = torch.tensor(BELHARBI2024_SAME_AS, device=au_mask.device)
+    same_as = _constant(np.array, (BELHARBI2024_SAME_AS,), au_mask.device, torch.long)
     shapes = torch.zeros_like(au_mask).index_add_(1, same_as, au_mask)  # one per distinct shape
     grids, b_idx, _ = _belharbi2024_cells(points, shapes, height, width)
     flat = grids.flatten(1)

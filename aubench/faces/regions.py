@@ -248,6 +248,13 @@ def _paper_table(height: int, width: int) -> tuple[np.ndarray, ...]:
     return (matrix, *(np.array(c) for c in columns), np.array(fallback))
 
 
+@lru_cache(maxsize=32)
+def _paper_tensors(
+    height: int, width: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(a).to(device, dtype) for a in _paper_table(height, width))
+
+
 def belharbi2024_ellipses(landmarks: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Ellipses (B, len(ALL_AUS), 2, 4) = (cx, cy, ax, ay) in integer pixels, as the paper draws.
 
@@ -255,9 +262,8 @@ def belharbi2024_ellipses(landmarks: torch.Tensor, height: int, width: int) -> t
     ``int((p_i + p_j) / 2)``; sizes ``round(W/8)``, ``round(H/10)``, ``round(H/6)``, ``round(W/10)``
     scale with the image, every other constant is in pixels (tuned for 224×224).
     """
-    matrix, const, low, high, fallback = (
-        torch.from_numpy(a).to(landmarks.device, landmarks.dtype)
-        for a in _paper_table(height, width)
+    matrix, const, low, high, fallback = _paper_tensors(
+        height, width, landmarks.device, landmarks.dtype
     )
     values = torch.trunc(torch.trunc(landmarks).flatten(1) @ matrix.T + const)
     values = torch.minimum(torch.maximum(values, low), high)
