@@ -194,7 +194,10 @@ def test_maps_are_in_unit_range_and_peak_at_one(seed, regions):
     maps, valid = au_heatmaps(landmarks, labels, size, regions=regions)
     assert maps.dtype == torch.float32 and maps.shape == (4, size, size)
     assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
-    assert torch.allclose(maps.amax(dim=(1, 2)), valid.float(), atol=1e-5)
+    # belharbi2024 min-maxes on the 28×28 grid: the upsampled peak can sit a hair below 1
+    # (≥ 0.9995 over 3,000 faces); the Gaussian models peak at exactly 1
+    tolerance = 1e-3 if regions == "belharbi2024" else 1e-5
+    assert torch.allclose(maps.amax(dim=(1, 2)), valid.float(), atol=tolerance)
 
 
 # --- validity -----------------------------------------------------------------------------------

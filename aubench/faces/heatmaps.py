@@ -16,7 +16,8 @@ Region models (``regions=``):
   Default codebook: ``belharbi2024`` (its disgust → AU5 quirk included). Two steps are reordered for
   speed — the max over AUs and the min-max are taken on the 28×28 grid, before the (monotone,
   convex) bilinear upsampling — which changes maps by ≈1e-3 mean absolute error against the
-  per-image OpenCV pipeline (tests pin the bound at 0.02 on 224×224 faces).
+  per-image OpenCV pipeline (tests pin the bound at 0.02 on 224×224 faces); the upsampled peak
+  can then sit just below 1 (≥ 0.9995 over 3,000 random faces).
 - ``"landmark-gaussians"``: one isotropic Gaussian per landmark, σ = 8 px at 224 px (σ scales with
   √(H·W)/224), jaw points dropped unless ``jaw=True``; label-agnostic (neutral is valid).
 - ``"generic"``: the default geometry with every AU of the FACS table, whatever the label.
@@ -105,19 +106,15 @@ def au_heatmaps(
         :class:`Heatmaps` ``(heatmaps (B, H, W) float in [0, 1], valid (B,) bool)``, on the
         landmarks' device, float64 for float64 landmarks and float32 otherwise.
     """
-    points, label_ids, (height, width), book = _check_inputs(
-        landmarks, labels, size, codebook, regions
-    )
-    finite = finite_faces(points)
-    safe = torch.where(finite[:, None, None], points, torch.zeros_like(points))
+    faces = _prepare(landmarks, labels, size, codebook, regions)
+    points, height, width = faces.points, faces.height, faces.width
     if regions == "landmark-gaussians":
-        centres, sigma = _landmark_gaussians(safe, height, width, jaw)
-        active = finite[:, None].expand(-1, centres.shape[1])
+        centres, sigma = _landmark_gaussians(points, height, width, jaw)
+        active = faces.finite[:, None].expand(-1, centres.shape[1])
         return _gaussian_maps(centres, sigma, active, height, width)
-    au_mask = book.matrix(points.device)[label_ids] & finite[:, None]
     if regions == "belharbi2024":
-        return _belharbi2024_maps(safe, au_mask, height, width)
-    centres, sigma, active = _default_blob_layout(safe, au_mask, height, width)
+        return _belharbi2024_maps(points, faces.au_mask, height, width)
+    centres, sigma, active = _default_blob_layout(points, faces.au_mask, height, width)
     return _gaussian_maps(centres, sigma, active, height, width)
 
 
@@ -137,22 +134,18 @@ def per_au_heatmaps(
     """
     if regions == "landmark-gaussians":
         raise ValueError("regions='landmark-gaussians' has no AUs; per-AU maps need an AU model")
-    points, label_ids, (height, width), book = _check_inputs(
-        landmarks, labels, size, codebook, regions
-    )
-    finite = finite_faces(points)
-    safe = torch.where(finite[:, None, None], points, torch.zeros_like(points))
-    au_mask = book.matrix(points.device)[label_ids] & finite[:, None]
-    columns = [ALL_AUS.index(au) for au in book.aus]
+    faces = _prepare(landmarks, labels, size, codebook, regions)
+    points, height, width, aus = faces.points, faces.height, faces.width, faces.book.aus
+    columns = [ALL_AUS.index(au) for au in aus]
     if regions == "belharbi2024":
-        grids, b_idx, k_idx = _belharbi2024_cells(safe, au_mask, height, width)
+        grids, b_idx, k_idx = _belharbi2024_cells(points, faces.au_mask, height, width)
         maps = points.new_zeros(points.shape[0], len(ALL_AUS), height, width)
         maps[b_idx, k_idx] = _upsample(grids, height, width)
-        return maps[:, columns], book.aus
-    centres, sigma, active = _default_blob_layout(safe, au_mask, height, width)
+        return maps[:, columns], aus
+    centres, sigma, active = _default_blob_layout(points, faces.au_mask, height, width)
     blob_au = _DEFAULT_TABLE.au_index.to(points.device)
     maps = [_gaussian_max(centres, sigma, active & (blob_au == k), height, width) for k in columns]
-    return torch.stack(maps, dim=1), book.aus
+    return torch.stack(maps, dim=1), aus
 
 
 def invalid_reasons(
@@ -187,7 +180,17 @@ def count_reasons(reasons: torch.Tensor) -> dict[str, int]:
 # input checks
 
 
-def _check_inputs(landmarks, labels, size, codebook, regions):
+class _Faces(NamedTuple):
+    points: torch.Tensor  # (B, 68, 2), failed detections zeroed (they are masked out)
+    finite: torch.Tensor  # (B,) usable landmarks
+    au_mask: torch.Tensor | None  # (B, K) each label's AUs (None: label-agnostic model)
+    book: Codebook | None
+    height: int
+    width: int
+
+
+def _prepare(landmarks, labels, size, codebook, regions) -> _Faces:
+    """Validate the inputs (errors name the value) and derive what every region model needs."""
     if regions not in REGION_MODELS:
         raise ValueError(
             f"unknown region model {regions!r}; expected one of {', '.join(REGION_MODELS)}"
@@ -221,7 +224,10 @@ def _check_inputs(landmarks, labels, size, codebook, regions):
     book = get_codebook(codebook or default) if default is not None else None
     if regions == "generic" and codebook is not None:
         raise ValueError("regions='generic' uses every AU; do not pass a codebook with it")
-    return points, label_ids, (int(height), int(width)), book
+    finite = finite_faces(points)
+    safe = torch.where(finite[:, None, None], points, torch.zeros_like(points))
+    au_mask = None if book is None else book.matrix(points.device)[label_ids] & finite[:, None]
+    return _Faces(safe, finite, au_mask, book, int(height), int(width))
 
 
 # ---------------------------------------------------------------------------------------------
