@@ -120,7 +120,7 @@ def test_default_blob_golden_values():
     assert aus == get_codebook("belharbi2024-fixed").aus
     au12 = maps[0, aus.index(12)]
     scale = 0.4 * 150  # inter-ocular distance of MEAN_FACE scaled by 150
-    sigma = 0.22 * scale / 2
+    sigma = 0.22 * scale  # AU12's radius, in face units
     x48, y48 = face[0, 48].tolist()
     grid = torch.arange(224, dtype=torch.float64)
     ys, xs = torch.meshgrid(grid, grid, indexing="ij")

@@ -23,8 +23,8 @@ from aubench.faces.synth import (
 )
 
 NON_NEUTRAL = range(1, 7)
-#: The default region model's extent: its Gaussian blobs at two σ (regions.py: radius = 2σ).
-REGION_LEVEL = math.exp(-2)
+#: The default region model's extent: its Gaussian blobs at one σ (regions.py: radius = σ).
+REGION_LEVEL = math.exp(-0.5)
 #: The dilation of AU regions (in IOD) within which AU evidence must lie.
 DILATION_IOD = 0.25
 

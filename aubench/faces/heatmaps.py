@@ -436,7 +436,7 @@ def _belharbi2024_maps(
 def _default_blob_layout(
     points: torch.Tensor, au_mask: torch.Tensor, height: int, width: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Centres (B, N, 2), σ (B, N, 2) and active mask (B, N) of the default blobs.
+    """Centres (B, N, 2), σ (B, N, 2) and active mask (B, N) of the default blobs (σ = radius·s).
 
     An AU is active when it is in the label's set and any of its blobs' extents meets the image;
     then all its blobs are active. A degenerate face (zero inter-ocular distance) has no region.
@@ -447,7 +447,7 @@ def _default_blob_layout(
     reaches = _ellipse_reaches_image(centres, axes, height, width) & (scale[:, None] > 0)
     au_reaches = points.new_zeros(au_mask.shape).index_add_(1, table.au_index, reaches.to(points))
     active_au = au_mask & (au_reaches > 0)
-    return centres, axes / 2, active_au[:, table.au_index]
+    return centres, axes, active_au[:, table.au_index]  # σ = the region's semi-axes
 
 
 def _landmark_gaussians(

@@ -33,7 +33,8 @@ class Blob:
     """One Gaussian blob of an AU region, in face units (s = inter-ocular distance).
 
     centre = mean(landmarks[points]) + offset·s; the region's extent is the ellipse with semi-axes
-    radius·s (the Gaussian's σ is half of that).
+    radius·s, which is also the Gaussian's σ (the blob is e^−½ ≈ 0.61 on the region's edge, broad
+    like the paper's blurred ellipses).
     """
 
     au: int
