@@ -43,7 +43,6 @@ import torch
 from aubench.faces.codebook import ALL_AUS, Codebook, Expression, get_codebook
 from aubench.faces.landmarks import GROUPS, as_landmarks, face_scale, finite_faces
 from aubench.faces.regions import (
-    BELHARBI2024_ELLIPSES,
     BELHARBI2024_SAME_AS,
     BlobTable,
     belharbi2024_ellipses,
@@ -314,21 +313,14 @@ def _belharbi2024_cells(
     # when its centre lies within the ellipse grown by half a pixel (0.7% of pixels differ).
     ellipses[..., 2:] += CV2_FILL_MARGIN
     reaches = _ellipse_reaches_image(ellipses[..., :2], ellipses[..., 2:], height, width)
-    active = au_mask & reaches.any(dim=-1)
-    counts = _constant(np.array, (BELHARBI2024_ELLIPSES,), active.device, torch.long)
-    parts = []  # one-ellipse AUs apart: their windows are smaller and need no union
-    flat = ellipses.flatten(0, 1)  # (B·K, 2, 4)
-    for count in (1, 2):
-        b_idx, k_idx = (active & (counts == count)).nonzero(as_tuple=True)
-        chosen = torch.index_select(flat, 0, b_idx * ellipses.shape[1] + k_idx)[:, :count]
-        parts.append((_blurred_samples(chosen, height, width), b_idx, k_idx))
-    grids, b_idx, k_idx = (torch.cat(column) for column in zip(*parts, strict=True))
-    return grids, b_idx, k_idx
+    b_idx, k_idx = (au_mask & reaches.any(dim=-1)).nonzero(as_tuple=True)
+    chosen = torch.index_select(ellipses.flatten(0, 1), 0, b_idx * ellipses.shape[1] + k_idx)
+    return _blurred_samples(chosen, height, width), b_idx, k_idx
 
 
 def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(P, S, 4) ellipses of P AUs → (P, 28, 28): ``cv2.blur(cv2.resize(canvas, (28, 28)))`` of
-    the 0/1 canvas of each AU's union of S ellipses.
+    the 0/1 canvas of each AU's union of S ellipses (a one-ellipse AU repeats its ellipse).
 
     OpenCV's linear downscale samples each cell at 2×2 canvas pixels (:func:`_linear_taps`); the
     union is tested at those samples only inside a window of cells around the AU's ellipses (the

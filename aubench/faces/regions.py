@@ -219,18 +219,16 @@ def _paper_ellipses(height: int, width: int) -> dict[int, tuple[tuple[Lin, ...],
     }  # fmt: skip
 
 
-def _paper_structure() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    geometry = _paper_ellipses(224, 224)  # the structure does not depend on the image size
-    counts = tuple(len(geometry[au]) for au in ALL_AUS)
+def _paper_duplicates() -> tuple[int, ...]:
+    geometry = _paper_ellipses(224, 224)  # which AUs coincide does not depend on the image size
     first = {}
-    same = tuple(first.setdefault(geometry[au], k) for k, au in enumerate(ALL_AUS))
-    return counts, same
+    return tuple(first.setdefault(geometry[au], k) for k, au in enumerate(ALL_AUS))
 
 
-#: How many ellipses each AU of :data:`ALL_AUS` has in the paper's geometry (1 or 2), and for each
-#: AU the index of the first AU drawn with identical ellipses (AU23/24/26/27 share the mouth
-#: ellipse, AU12/15 the lip corners): a max over AUs needs to draw each shape only once.
-BELHARBI2024_ELLIPSES, BELHARBI2024_SAME_AS = _paper_structure()
+#: For each AU of :data:`ALL_AUS`, the index of the first AU drawn with identical ellipses in the
+#: paper's geometry (AU23/24/26/27 share the mouth ellipse, AU12/15 the lip corners): a max over
+#: AUs needs to draw each shape only once.
+BELHARBI2024_SAME_AS: tuple[int, ...] = _paper_duplicates()
 
 
 @lru_cache(maxsize=16)
