@@ -305,15 +305,15 @@ def _belharbi2024_cells(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Blurred 28×28 grids of the active (sample, AU) pairs.
 
-    Returns ``grids`` (P, 28, 28) in [0, 1], and the pairs' sample and AU indices (P,) each. An AU
-    is active when it is in the label's set and one of its ellipses reaches the image.
+    Returns ``grids`` (P, 28, 28) in [0, 1], and the pairs' sample and AU indices (P,) each, for
+    every AU in its label's set. An AU whose ellipses miss the image (the paper drops it) samples
+    to an all-zero grid, which leaves the max over AUs, and so the validity, unchanged.
     """
     ellipses = belharbi2024_ellipses(points, height, width)  # (B, K, 2, 4)
     # OpenCV's filled ellipse also paints the pixels its boundary passes through: a pixel is in
     # when its centre lies within the ellipse grown by half a pixel (0.7% of pixels differ).
     ellipses[..., 2:] += CV2_FILL_MARGIN
-    reaches = _ellipse_reaches_image(ellipses[..., :2], ellipses[..., 2:], height, width)
-    b_idx, k_idx = (au_mask & reaches.any(dim=-1)).nonzero(as_tuple=True)
+    b_idx, k_idx = au_mask.nonzero(as_tuple=True)
     chosen = torch.index_select(ellipses.flatten(0, 1), 0, b_idx * ellipses.shape[1] + k_idx)
     return _blurred_samples(chosen, height, width), b_idx, k_idx
 
@@ -328,7 +328,7 @@ def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.T
     they are one matrix per axis, G = blur · taps (28 × 56), applied to the window's columns:
     ``grid = G_y[:, window] @ inside @ G_x[:, window]ᵀ``.
     """
-    (rows, ys), (cols, xs) = _windows(ellipses, height, width)  # (P, 2ny), (P, 2nx)
+    (cols, xs), (rows, ys) = _windows(ellipses, height, width)  # (P, 2nx), (P, 2ny)
     cx, cy, ax, ay = (ellipses[..., i, None] for i in range(4))  # (P, S, 1)
     qx = ((xs[:, None] - cx) / ax).square_()  # (P, S, 2nx); axes > 0: grown by the margin
     qy = ((ys[:, None] - cy) / ay).square_()
@@ -344,21 +344,21 @@ def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.T
 def _windows(
     ellipses: torch.Tensor, height: int, width: int
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Per axis (y, then x), the samples of the cells that can see the AU's ellipses.
+    """Per axis (x, then y), the samples of the cells that can see the AU's ellipses.
 
     A cell can see [min(centre − axis), max(centre + axis)] over the S ellipses when one of its
     two taps lies inside. Returns, per axis, sample indices into the 56 (cell, tap) samples of the
     28-cell grid and their pixel positions, both (P, 2n); n is the widest window of the batch and
     windows are shifted to stay inside the grid.
     """
-    centre, axis = ellipses[..., [1, 0]], ellipses[..., [3, 2]]  # (P, S, 2) as (y, x)
+    centre, axis = ellipses[..., :2], ellipses[..., 2:]  # (P, S, 2) as (x, y)
     low = (centre - axis).amin(dim=1).T.contiguous()  # (2, P)
     high = (centre + axis).amax(dim=1).T.contiguous()
-    taps = _constant(_tap_table_np, (height, width), ellipses.device, ellipses.dtype)
+    taps = _constant(_tap_table_np, (width, height), ellipses.device, ellipses.dtype)
     first = torch.searchsorted(taps[1], low)  # taps: (2 taps, 2 axes, 28 cells)
     last = torch.searchsorted(taps[0], high, right=True) - 1
     sizes = (last - first + 1).amax(dim=1).clamp(1, PAPER_GRID).tolist() if low.numel() else [1, 1]
-    positions = _constant(_sample_table_np, (height, width), ellipses.device, ellipses.dtype)
+    positions = _constant(_sample_table_np, (width, height), ellipses.device, ellipses.dtype)
     windows = []
     for axis_index, size in enumerate(sizes):
         start = first[axis_index].clamp(0, PAPER_GRID - size)
@@ -368,16 +368,15 @@ def _windows(
     return windows[0], windows[1]
 
 
-def _tap_table_np(height: int, width: int) -> np.ndarray:
-    """(2 taps, 2 axes (y, x), 28 cells): the pixel positions OpenCV samples for each cell."""
-    taps = np.stack([_linear_taps(n, PAPER_GRID)[0] for n in (height, width)])  # (2, 28, 2)
+def _tap_table_np(*sizes: int) -> np.ndarray:
+    """(2 taps, axes, 28 cells): the pixel positions OpenCV samples for each cell of each axis."""
+    taps = np.stack([_linear_taps(n, PAPER_GRID)[0] for n in sizes])  # (axes, 28, 2)
     return np.ascontiguousarray(taps.transpose(2, 0, 1), dtype=np.float64)
 
 
-def _sample_table_np(height: int, width: int) -> np.ndarray:
-    """(2 axes (y, x), 56): sample 2c + t of an axis is tap t of cell c."""
-    taps = np.stack([_linear_taps(n, PAPER_GRID)[0].flatten() for n in (height, width)])
-    return taps.astype(np.float64)
+def _sample_table_np(*sizes: int) -> np.ndarray:
+    """(axes, 56): sample 2c + t of an axis is tap t of cell c."""
+    return np.stack([_linear_taps(n, PAPER_GRID)[0].flatten() for n in sizes]).astype(np.float64)
 
 
 def _blur3_np(n: int) -> np.ndarray:
