@@ -326,7 +326,7 @@ def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.T
     union is tested at those samples only inside a window of cells around the AU's ellipses (the
     canvas is 0 elsewhere). Sampling weights and the 3×3 box blur are both linear, so together
     they are one matrix per axis, G = blur · taps (28 × 56), applied to the window's columns:
-    ``grid = G_y[:, window] @ inside @ G_x[:, window]ᵀ``.
+    ``grid = G_y[:, window] @ inside @ G_x[:, window]ᵀ``, associated in the cheaper order.
     """
     (cols, xs), (rows, ys) = _windows(ellipses, height, width)  # (P, 2nx), (P, 2ny)
     cx, cy, ax, ay = (ellipses[..., i, None] for i in range(4))  # (P, S, 1)
@@ -338,7 +338,9 @@ def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.T
     inside.le_(1)  # 1.0 inside an ellipse, else 0.0
     g_rows = _window_matrix(height, rows, inside)  # (P, 2ny, 28)
     g_cols = _window_matrix(width, cols, inside)  # (P, 2nx, 28)
-    return g_rows.transpose(-1, -2) @ inside @ g_cols
+    if inside.shape[2] >= inside.shape[1]:  # wider than tall: contracting x first is cheaper
+        return g_rows.transpose(-1, -2) @ (inside @ g_cols)
+    return (g_rows.transpose(-1, -2) @ inside) @ g_cols
 
 
 def _windows(
