@@ -297,3 +297,16 @@ def test_every_au_has_default_and_paper_geometry():
         assert aus == ALL_AUS
         # the paper's small eye ellipses lose most of their area in the 28×28 point sampling
         assert (maps[0].amax(dim=(1, 2)) > 0.3).all(), regions
+
+
+@pytest.mark.parametrize("regions", ["default", "belharbi2024", "generic", "landmark-gaussians"])
+def test_empty_all_invalid_and_non_square_batches(regions):
+    maps, valid = au_heatmaps(
+        torch.zeros(0, 68, 2), torch.zeros(0, dtype=torch.long), 64, regions=regions
+    )
+    assert maps.shape == (0, 64, 64) and valid.shape == (0,)
+    face = torch.tensor(MEAN_FACE * 40 + 5, dtype=torch.float32)
+    maps, valid = au_heatmaps(face.expand(3, 68, 2), [0, 0, 0], (50, 120), regions=regions)
+    label_agnostic = regions in ("generic", "landmark-gaussians")
+    assert maps.shape == (3, 50, 120) and valid.tolist() == [label_agnostic] * 3
+    assert torch.isfinite(maps).all() and (maps[~valid] == 0).all()
