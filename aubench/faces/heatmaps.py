@@ -476,8 +476,10 @@ def _gaussian_max(
         qx = 0.5 * ((xs - c[..., 0:1]) / s[..., 0:1]) ** 2  # (B, slots, W)
         qy = 0.5 * ((ys - c[..., 1:2]) / s[..., 1:2]) ** 2  # (B, slots, H)
         qy = torch.where(used[..., None], qy, math.inf)
+        scratch = torch.empty_like(out)  # one buffer for every slot, not one allocation each
         for slot in range(slots):
-            torch.minimum(out, qy[:, slot, :, None] + qx[:, slot, None, :], out=out)
+            torch.add(qy[:, slot, :, None], qx[:, slot, None, :], out=scratch)
+            torch.minimum(out, scratch, out=out)
     return torch.exp_(out.neg_())
 
 
