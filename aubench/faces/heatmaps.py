@@ -322,63 +322,56 @@ def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.T
     """(P, S, 4) ellipses of P AUs → (P, 28, 28): ``cv2.blur(cv2.resize(canvas, (28, 28)))`` of
     the 0/1 canvas of each AU's union of S ellipses (a one-ellipse AU repeats its ellipse).
 
-    OpenCV's linear downscale samples each cell at 2×2 canvas pixels (:func:`_linear_taps`); the
-    union is tested at those samples only inside a window of cells around the AU's ellipses (the
-    canvas is 0 elsewhere). Sampling weights and the 3×3 box blur are both linear, so together
-    they are one matrix per axis, G = blur · taps (28 × 56), applied to the window's columns:
-    ``grid = G_y[:, window] @ inside @ G_x[:, window]ᵀ``, associated in the cheaper order.
+    OpenCV's linear downscale samples each cell at 2×2 canvas pixels (:func:`_linear_taps`).
+    Sampling weights and the 3×3 box blur are both linear, so together they are one matrix per
+    axis, G = blur · taps (28 × 56), and ``grid = G_y · inside · G_xᵀ`` where ``inside`` is the
+    union tested at the samples. All 56 column samples are tested (``inside @ G_xᵀ`` is then one
+    shared-matrix product); rows are tested only inside a window of cells around the AU's
+    ellipses, since the canvas is 0 elsewhere.
     """
-    (cols, xs), (rows, ys) = _windows(ellipses, height, width)  # (P, 2nx), (P, 2ny)
+    rows, ys = _row_window(ellipses, height)  # (P, 2ny)
+    xs = _constant(_sample_positions_np, (width,), ellipses.device, ellipses.dtype)  # (56,)
     cx, cy, ax, ay = (ellipses[..., i, None] for i in range(4))  # (P, S, 1)
-    qx = ((xs[:, None] - cx) / ax).square_()  # (P, S, 2nx); axes > 0: grown by the margin
-    qy = ((ys[:, None] - cy) / ay).square_()
-    inside = qy[:, 0, :, None] + qx[:, 0, None, :]  # (P, 2ny, 2nx)
+    qx = ((xs - cx) / ax).square_()  # (P, S, 56); axes > 0: grown by the margin
+    qy = ((ys[:, None] - cy) / ay).square_()  # (P, S, 2ny)
+    inside = qy[:, 0, :, None] + qx[:, 0, None, :]  # (P, 2ny, 56)
     for other in range(1, ellipses.shape[1]):
         torch.minimum(inside, qy[:, other, :, None] + qx[:, other, None, :], out=inside)
     inside.le_(1)  # 1.0 inside an ellipse, else 0.0
+    g_cols = _constant(_sample_blur_matrix_t_np, (width,), ellipses.device, ellipses.dtype)
+    along_x = (inside.flatten(0, 1) @ g_cols).view(*inside.shape[:2], PAPER_GRID)  # (P, 2ny, 28)
     g_rows = _window_matrix(height, rows, inside)  # (P, 2ny, 28)
-    g_cols = _window_matrix(width, cols, inside)  # (P, 2nx, 28)
-    if inside.shape[2] >= inside.shape[1]:  # wider than tall: contracting x first is cheaper
-        return g_rows.transpose(-1, -2) @ (inside @ g_cols)
-    return (g_rows.transpose(-1, -2) @ inside) @ g_cols
+    return g_rows.transpose(-1, -2) @ along_x
 
 
-def _windows(
-    ellipses: torch.Tensor, height: int, width: int
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Per axis (x, then y), the samples of the cells that can see the AU's ellipses.
+def _row_window(ellipses: torch.Tensor, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row samples of the cells that can see the AU's ellipses.
 
-    A cell can see [min(centre − axis), max(centre + axis)] over the S ellipses when one of its
-    two taps lies inside. Returns, per axis, sample indices into the 56 (cell, tap) samples of the
-    28-cell grid and their pixel positions, both (P, 2n); n is the widest window of the batch and
-    windows are shifted to stay inside the grid.
+    A cell can see [min(cy − ay), max(cy + ay)] over the S ellipses when one of its two taps lies
+    inside. Returns sample indices into the 56 (cell, tap) row samples of the 28-cell grid and
+    their pixel rows, both (P, 2n); n is the tallest window of the batch and windows are shifted to
+    stay inside the grid.
     """
-    centre, axis = ellipses[..., :2], ellipses[..., 2:]  # (P, S, 2) as (x, y)
-    low = (centre - axis).amin(dim=1).T.contiguous()  # (2, P)
-    high = (centre + axis).amax(dim=1).T.contiguous()
-    taps = _constant(_tap_table_np, (width, height), ellipses.device, ellipses.dtype)
-    first = torch.searchsorted(taps[1], low)  # taps: (2 taps, 2 axes, 28 cells)
+    low = (ellipses[..., 1] - ellipses[..., 3]).amin(dim=1)
+    high = (ellipses[..., 1] + ellipses[..., 3]).amax(dim=1)
+    taps = _constant(_tap_table_np, (height,), ellipses.device, ellipses.dtype)  # (2 taps, 28)
+    first = torch.searchsorted(taps[1], low)
     last = torch.searchsorted(taps[0], high, right=True) - 1
-    sizes = (last - first + 1).amax(dim=1).clamp(1, PAPER_GRID).tolist() if low.numel() else [1, 1]
-    positions = _constant(_sample_table_np, (width, height), ellipses.device, ellipses.dtype)
-    windows = []
-    for axis_index, size in enumerate(sizes):
-        start = first[axis_index].clamp(0, PAPER_GRID - size)
-        samples = 2 * start[:, None] + torch.arange(2 * size, device=ellipses.device)
-        picked = torch.index_select(positions[axis_index], 0, samples.flatten())
-        windows.append((samples, picked.view_as(samples)))
-    return windows[0], windows[1]
+    size = int((last - first + 1).max().clamp(1, PAPER_GRID)) if low.numel() else 1
+    start = first.clamp(0, PAPER_GRID - size)
+    samples = 2 * start[:, None] + torch.arange(2 * size, device=ellipses.device)
+    positions = _constant(_sample_positions_np, (height,), ellipses.device, ellipses.dtype)
+    return samples, torch.index_select(positions, 0, samples.flatten()).view_as(samples)
 
 
-def _tap_table_np(*sizes: int) -> np.ndarray:
-    """(2 taps, axes, 28 cells): the pixel positions OpenCV samples for each cell of each axis."""
-    taps = np.stack([_linear_taps(n, PAPER_GRID)[0] for n in sizes])  # (axes, 28, 2)
-    return np.ascontiguousarray(taps.transpose(2, 0, 1), dtype=np.float64)
+def _tap_table_np(n_in: int) -> np.ndarray:
+    """(2 taps, 28 cells): the pixel positions OpenCV samples for each cell along one axis."""
+    return np.ascontiguousarray(_linear_taps(n_in, PAPER_GRID)[0].T, dtype=np.float64)
 
 
-def _sample_table_np(*sizes: int) -> np.ndarray:
-    """(axes, 56): sample 2c + t of an axis is tap t of cell c."""
-    return np.stack([_linear_taps(n, PAPER_GRID)[0].flatten() for n in sizes]).astype(np.float64)
+def _sample_positions_np(n_in: int) -> np.ndarray:
+    """(56,): sample 2c + t is tap t of cell c."""
+    return _linear_taps(n_in, PAPER_GRID)[0].flatten().astype(np.float64)
 
 
 def _blur3_np(n: int) -> np.ndarray:
