@@ -310,3 +310,15 @@ def test_empty_all_invalid_and_non_square_batches(regions):
     label_agnostic = regions in ("generic", "landmark-gaussians")
     assert maps.shape == (3, 50, 120) and valid.tolist() == [label_agnostic] * 3
     assert torch.isfinite(maps).all() and (maps[~valid] == 0).all()
+
+
+def test_invalid_reasons_checks_its_inputs():
+    face = torch.tensor(MEAN_FACE * 80 + 16, dtype=torch.float32).expand(2, 68, 2)
+    valid = torch.tensor([True, False])
+    with pytest.raises(ValueError, match=r"out of range.*\[8\]"):
+        invalid_reasons(face, [1, 8], valid)
+    with pytest.raises(ValueError, match=r"valid must be a bool tensor of shape \(2,\)"):
+        invalid_reasons(face, [1, 0], torch.tensor([True]))
+    with pytest.raises(ValueError, match="unknown region model"):
+        invalid_reasons(face, [1, 0], valid, regions="ellipses")
+    assert invalid_reasons(face, [1, 0], valid).tolist() == [0, int(InvalidReason.NO_AUS)]

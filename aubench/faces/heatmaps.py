@@ -159,8 +159,18 @@ def invalid_reasons(
     Precedence: no AUs (neutral) > non-finite landmarks > outside the image.
     """
     points = as_landmarks(landmarks)
-    label_ids = torch.as_tensor(labels, device=points.device).long()
-    reason = torch.where(valid.to(points.device), 0, int(InvalidReason.OUTSIDE))
+    label_ids = _check_labels(labels, points)
+    valid = torch.as_tensor(valid, device=points.device)
+    if valid.shape != label_ids.shape or valid.dtype != torch.bool:
+        raise ValueError(
+            f"valid must be a bool tensor of shape {tuple(label_ids.shape)} (au_heatmaps' flags), "
+            f"got {valid.dtype} {tuple(valid.shape)}"
+        )
+    if regions not in REGION_MODELS:
+        raise ValueError(
+            f"unknown region model {regions!r}; expected one of {', '.join(REGION_MODELS)}"
+        )
+    reason = torch.where(valid, 0, int(InvalidReason.OUTSIDE))
     reason = torch.where(finite_faces(points), reason, int(InvalidReason.NO_LANDMARKS))
     if REGION_MODELS.get(regions) is not None:
         book = get_codebook(codebook or REGION_MODELS[regions])
@@ -188,15 +198,8 @@ class _Faces(NamedTuple):
     width: int
 
 
-def _prepare(landmarks, labels, size, codebook, regions) -> _Faces:
-    """Validate the inputs (errors name the value) and derive what every region model needs."""
-    if regions not in REGION_MODELS:
-        raise ValueError(
-            f"unknown region model {regions!r}; expected one of {', '.join(REGION_MODELS)}"
-        )
-    points = as_landmarks(landmarks)
-    if points.dtype not in (torch.float32, torch.float64):
-        points = points.float()
+def _check_labels(labels, points: torch.Tensor) -> torch.Tensor:
+    """(B,) long class ids on the landmarks' device; errors name the bad shape or value."""
     label_ids = torch.as_tensor(labels, device=points.device)
     if label_ids.ndim == 0:
         label_ids = label_ids.reshape(1)
@@ -216,6 +219,19 @@ def _prepare(landmarks, labels, size, codebook, regions) -> _Faces:
             + ", ".join(e.name.lower() for e in Expression)
             + ")"
         )
+    return label_ids
+
+
+def _prepare(landmarks, labels, size, codebook, regions) -> _Faces:
+    """Validate the inputs (errors name the value) and derive what every region model needs."""
+    if regions not in REGION_MODELS:
+        raise ValueError(
+            f"unknown region model {regions!r}; expected one of {', '.join(REGION_MODELS)}"
+        )
+    points = as_landmarks(landmarks)
+    if points.dtype not in (torch.float32, torch.float64):
+        points = points.float()
+    label_ids = _check_labels(labels, points)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     if not all(isinstance(v, int | np.integer) and v > 0 for v in (height, width)):
         raise ValueError(f"size must be positive ints (H, W), got {size!r}")
