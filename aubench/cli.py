@@ -1,8 +1,8 @@
 """The ``aubench`` command line.
 
 Commands: ``synth`` (export the built-in synthetic AU faces with a preview grid) and ``list``
-(codebooks, region models, expressions, action units). Errors in user input exit with status 2
-and one line naming the problem.
+(codebooks, region models, expressions, action units, a model's layers). Errors in user input
+exit with status 2 and one line naming the problem.
 """
 
 from __future__ import annotations
@@ -47,9 +47,25 @@ def _list(args: argparse.Namespace) -> None:
     elif args.what == "expressions":
         for label, expression in enumerate(EXPRESSIONS):
             print(f"{label}  {expression}")
-    else:
+    elif args.what == "aus":
         for au, name in AU_NAMES.items():
             print(f"AU{au:<3} {name}")
+    else:
+        _list_layers(args)
+
+
+def _list_layers(args: argparse.Namespace) -> None:
+    from aubench.models import create, list_layers
+
+    if not args.model:
+        raise ValueError("`aubench list layers` needs a model name, e.g. `list layers resnet18`")
+    model = create(args.model, num_classes=7, img_size=args.size)
+    print(f"{'layer':<32} {'stage':>5}  {'module':<20} output ({args.size}×{args.size} input)")
+    for info in list_layers(model, args.size, depth=args.depth):
+        stage = "" if info.stage is None else str(info.stage)
+        grid = "" if info.spatial is None else f"  grid {info.spatial[0]}×{info.spatial[1]}"
+        shape = "×".join(str(n) for n in info.shape[1:])
+        print(f"{info.name:<32} {stage:>5}  {info.kind:<20} {shape}{grid}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_synth)
 
-    listing = commands.add_parser("list", help="list codebooks, region models, expressions, AUs")
-    listing.add_argument("what", choices=["codebooks", "regions", "expressions", "aus"])
+    listing = commands.add_parser(
+        "list", help="list codebooks, region models, expressions, AUs, or a model's layers"
+    )
+    listing.add_argument("what", choices=["codebooks", "regions", "expressions", "aus", "layers"])
+    listing.add_argument("model", nargs="?", help="timm model name (for `list layers`)")
+    listing.add_argument("--size", type=int, default=224, help="input side in px (layers; 224)")
+    listing.add_argument(
+        "--depth", type=int, default=2, help="module-name depth shown (layers; default 2)"
+    )
     listing.set_defaults(handler=_list)
     return parser
 
