@@ -241,3 +241,12 @@ def test_hub_weights_load_from_the_local_cache_without_network(monkeypatch, tmp_
     model = create("resnet18", 7, pretrained="hub")
     assert torch.equal(model.layer3[0].conv1.weight, source.layer3[0].conv1.weight)
     assert model.fc.weight.shape == (7, 512)
+
+
+def test_capture_refuses_outputs_modified_in_place_later():
+    model = create("resnet18", 7).eval()
+    with FeatureCapture(model, ["layer4.1.bn2", "layer4.1"]) as capture:
+        model(torch.zeros(1, 3, 32, 32))
+    assert capture.spatial("layer4.1").shape == (1, 512, 1, 1)
+    with pytest.raises(ValueError, match=r"'layer4\.1\.bn2'.s output was modified in place"):
+        capture.spatial("layer4.1.bn2")

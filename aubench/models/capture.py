@@ -1,7 +1,9 @@
 """Feature capture by forward hooks, with ViT tokens reshaped to their patch grid.
 
 No architectural change: hooks record each named module's output during the forward pass, in
-the autograd graph (nothing is detached), and are removed when the ``with`` block ends.
+the autograd graph (nothing is detached), and are removed when the ``with`` block ends. An
+output that the model later modifies in place (timm's ResNet blocks add the shortcut into
+``bn2``'s output) is detected and refused rather than silently reporting the modified values.
 
 Layouts handled by :meth:`FeatureCapture.spatial`:
 - CNN maps (B, C, H, W) as they are; channels-last models (timm ``output_fmt == "NHWC"``, e.g.
@@ -43,6 +45,7 @@ class FeatureCapture:
         self.model = model
         self.layers = [name for name in layers if name in modules]
         self.raw: dict[str, torch.Tensor] = {}
+        self._versions: dict[str, int] = {}
         self._input_size: tuple[int, int] | None = None
         self._modules = modules
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -74,6 +77,7 @@ class FeatureCapture:
         def hook(module: nn.Module, args: tuple, output) -> None:
             if torch.is_tensor(output):
                 self.raw[name] = output
+                self._versions[name] = output._version
 
         return hook
 
@@ -91,6 +95,12 @@ class FeatureCapture:
         (B, C, H, W). Raises ``ValueError`` when the layer's output is not spatial."""
         if name not in self.raw:
             raise ValueError(f"layer {name!r} produced no tensor output in the last forward pass")
+        if self.raw[name]._version != self._versions[name]:
+            raise ValueError(
+                f"layer {name!r}'s output was modified in place after the layer returned it (e.g. "
+                "a residual `x += shortcut` or an in-place activation), so its recorded value is "
+                "not the layer's output; capture the enclosing block instead"
+            )
         raw = self.raw[name] if tensor is None else tensor
         grid = self.grid(name)
         if grid is None:

@@ -1,0 +1,190 @@
+"""The single pass: one forward and at most one backward for every layer method at once.
+
+:func:`layer_maps` runs ``model(images)`` once under :class:`~aubench.models.FeatureCapture`
+on all requested layers, picks each sample's target logit ``y_b = logits[b, t_b]`` and, when a
+method needs gradients, calls ``torch.autograd.grad(Σ_b y_b, [A_l for every layer l])`` once:
+only the activation gradients are computed (no parameter gradients, nothing accumulates in
+``.grad``). Because samples do not interact in eval mode, ``∂(Σ_b y_b)/∂A_b = ∂y_b/∂A_b``:
+each sample gets the gradient of its own target. Every :class:`LayerMethod` then turns the
+(A, ∂y/∂A) pair of each layer into a map, in float32 whatever the autocast dtype.
+
+The template (as pytorch-grad-cam's): a method defines ``terms(p) -> (B, C, H, W)`` and the map
+is ``Σ_k terms_k``; channel-weighting methods define only ``weights(p) -> (B, C)`` and the map is
+``Σ_k w_k A_k``. :func:`explain` runs several methods, sharing the single pass among all layer
+methods and calling the others one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from aubench.explain.base import (
+    DEFAULT_LAYERS,
+    Explainer,
+    Layers,
+    Targets,
+    check_images,
+    evaluation_mode,
+    get_explainer,
+    resolve_targets,
+)
+from aubench.models import FeatureCapture, resolve_layers
+
+
+@dataclass(frozen=True)
+class LayerPass:
+    """What the single pass hands a method at one layer (shapes for a batch of B, K classes).
+
+    ``activations`` A (B, C, H, W) and ``gradients`` g = ∂y_t/∂A (same shape, None when no method
+    of the pass needs them) are detached float32 in (B, C, H, W) layout (ViT tokens on their
+    patch grid); ``logits`` (B, K) float32; ``targets`` (B,) int64; ``images`` the input batch;
+    ``landmarks`` (B, 68, 2) or None.
+    """
+
+    layer: str
+    activations: torch.Tensor
+    gradients: torch.Tensor | None
+    logits: torch.Tensor
+    targets: torch.Tensor
+    images: torch.Tensor
+    model: nn.Module
+    landmarks: torch.Tensor | None
+
+
+class LayerMethod(Explainer):
+    """A map computed from one layer's activations (and gradients) in the single pass.
+
+    Subclasses define ``terms`` (or ``weights``, see :class:`ChannelWeighted`), or override
+    ``layer_map`` for maps that are not a sum over channels.
+    """
+
+    #: Whether ``terms``/``weights`` read ``p.gradients`` (a backward pass is then run).
+    needs_gradients: bool = True
+
+    def terms(self, p: LayerPass) -> torch.Tensor:
+        """Per-channel contributions (B, C, H, W), summed over channels by :meth:`layer_map`."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither terms nor layer_map")
+
+    def layer_map(self, p: LayerPass) -> torch.Tensor:
+        """The raw map (B, H, W) of layer ``p.layer``: ``Σ_k terms_k``."""
+        return self.terms(p).sum(1)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        targets: Targets,
+        layers: Layers = None,
+        *,
+        landmarks: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        return layer_maps(model, images, targets, layers, [self], landmarks=landmarks)[0]
+
+
+class ChannelWeighted(LayerMethod):
+    """``L = Σ_k w_k A_k`` with one weight per sample and channel; define ``weights(p)``."""
+
+    def weights(self, p: LayerPass) -> torch.Tensor:
+        """Channel weights (B, C)."""
+        raise NotImplementedError
+
+    def layer_map(self, p: LayerPass) -> torch.Tensor:
+        return torch.einsum("bc,bchw->bhw", self.weights(p), p.activations)
+
+
+def layer_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Targets,
+    layers: Layers,
+    methods: Sequence[LayerMethod],
+    *,
+    landmarks: torch.Tensor | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """Maps of every method at every layer from one forward and at most one backward pass.
+
+    Returns one ``{layer: (B, H', W') float32}`` dict per method, in the order of ``methods``.
+    The model runs in eval mode (each module's mode is restored afterwards), gradients are enabled
+    even inside ``torch.no_grad()``, and the capture hooks are removed on exit, errors included.
+    Raises ``ValueError`` for a non-spatial layer, bad targets, or a layer the target logit does
+    not depend on.
+    """
+    check_images(images)
+    names = resolve_layers(model, DEFAULT_LAYERS if layers is None else layers)
+    needs_gradients = any(method.needs_gradients for method in methods)
+    with (
+        evaluation_mode(model),
+        FeatureCapture(model, names) as capture,
+        torch.set_grad_enabled(needs_gradients),
+    ):
+        # An input that requires grad keeps every activation in the graph even when the
+        # parameters are frozen; autograd.grad below never computes the input's own gradient.
+        logits = model(images.detach().requires_grad_(needs_gradients))
+        if logits.dim() != 2:
+            raise ValueError(f"the model must return (B, K) logits, got {tuple(logits.shape)}")
+        target = resolve_targets(targets, images.shape[0], logits.shape[1], logits)
+        activations = {name: capture.spatial(name) for name in names}
+        gradients = dict.fromkeys(names)
+        if needs_gradients:
+            score = logits.gather(1, target[:, None]).sum()
+            raw = [capture.raw[name] for name in names]
+            grads = torch.autograd.grad(score, raw, allow_unused=True)
+            for name, grad in zip(names, grads, strict=True):
+                if grad is None:
+                    raise ValueError(f"the logits do not depend on layer {name!r}")
+                gradients[name] = capture.spatial(name, grad).detach().float()
+        capture.clear()
+    logits = logits.detach().float()
+    passes = [
+        LayerPass(
+            name,
+            activations[name].detach().float(),
+            gradients[name],
+            logits,
+            target,
+            images,
+            model,
+            landmarks,
+        )
+        for name in names
+    ]
+    with torch.autocast(images.device.type, enabled=False):  # weights in float32 under AMP
+        return [{p.layer: method.layer_map(p) for p in passes} for method in methods]
+
+
+def explain(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Targets,
+    layers: Layers = None,
+    methods: Sequence[str | Explainer] = ("gradcam",),
+    *,
+    landmarks: torch.Tensor | None = None,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Run several methods: ``{method: {layer: (B, H', W') raw maps}}``.
+
+    ``methods`` are registered names (built with default options) or :class:`Explainer`
+    instances (keyed by their ``name``). All :class:`LayerMethod` methods (attention, CAM, the
+    gradient family, the controls) share one forward and one backward pass; the adapters run one
+    after the other. Input-level methods ignore ``layers`` and return ``{"input": maps}``.
+    """
+    built: dict[str, Explainer] = {}
+    for method in methods:
+        explainer = get_explainer(method) if isinstance(method, str) else method
+        label = method if isinstance(method, str) else explainer.name
+        if label in built:
+            raise ValueError(f"method {label!r} is requested twice")
+        built[label] = explainer
+    shared = {label: e for label, e in built.items() if isinstance(e, LayerMethod)}
+    results = {}
+    if shared:
+        maps = layer_maps(model, images, targets, layers, [*shared.values()], landmarks=landmarks)
+        results = dict(zip(shared, maps, strict=True))
+    for label, explainer in built.items():
+        if label not in results:
+            results[label] = explainer(model, images, targets, layers, landmarks=landmarks)
+    return {label: results[label] for label in built}

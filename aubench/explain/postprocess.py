@@ -1,0 +1,175 @@
+"""Normalisation and resizing of raw maps, as separate named steps recorded with each result.
+
+Steps act on (B, H, W) float maps, per map, with no loop over samples:
+
+- ``relu``: ``max(M, 0)``;
+- ``resize(size, mode="bilinear", align_corners=False, antialias=False)``: ``F.interpolate``
+  to ``size`` = (H, W) (``align_corners`` only for the linear modes; the paper's attention maps
+  use ``align_corners=True, antialias=True``);
+- ``minmax``: ``(M − min M) / (max M − min M)`` per map; a constant map becomes all zeros.
+
+A :class:`Postprocess` chains steps and describes itself as a string
+(``relu > resize(112x112, bilinear, align_corners=False) > minmax``) and as a dict, so each
+result can carry exactly how its maps were produced. The default (DESIGN.md): ReLU where the
+method defines one, bilinear ``align_corners=False`` to the heatmap size, min-max.
+pytorch-grad-cam's output equals ``relu > resize(input size) > minmax`` of the raw map up to
+its 1e-7 epsilons (it min-maxes, resizes with cv2 bilinear, and min-maxes again; min-max
+commutes with the linear resize).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from aubench.explain.base import Explainer
+
+_LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
+
+
+class Step(ABC):
+    """One named post-processing step on (B, H, W) maps."""
+
+    name: str
+
+    @abstractmethod
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        """The processed maps (B, H', W')."""
+
+    def params(self) -> dict:
+        """The step's parameters (JSON-serialisable)."""
+        return {}
+
+    def describe(self) -> str:
+        """``name`` or ``name(param, …)``."""
+        params = self.params()
+        if not params:
+            return self.name
+        return f"{self.name}({', '.join(_format(k, v) for k, v in params.items())})"
+
+
+def _format(key: str, value) -> str:
+    if key == "size":
+        return "x".join(str(v) for v in value)
+    if key == "mode":
+        return str(value)
+    return f"{key}={value}"
+
+
+@dataclass(frozen=True)
+class ReLU(Step):
+    """``max(M, 0)``."""
+
+    name = "relu"
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.clamp_min(0)
+
+
+@dataclass(frozen=True)
+class Resize(Step):
+    """``F.interpolate`` of each map to ``size`` = (H, W)."""
+
+    size: tuple[int, int]
+    mode: str = "bilinear"
+    align_corners: bool = False
+    antialias: bool = False
+    name = "resize"
+
+    def __post_init__(self) -> None:
+        size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"resize size must be (H, W) ≥ 1, got {self.size!r}")
+        object.__setattr__(self, "size", (int(size[0]), int(size[1])))
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        _check_maps(maps)
+        linear = self.mode in _LINEAR_MODES
+        out = F.interpolate(
+            maps[:, None],
+            size=self.size,
+            mode=self.mode,
+            align_corners=self.align_corners if linear else None,
+            antialias=self.antialias,
+        )
+        return out[:, 0]
+
+    def params(self) -> dict:
+        params = {"size": list(self.size), "mode": self.mode}
+        if self.mode in _LINEAR_MODES:
+            params["align_corners"] = self.align_corners
+        if self.antialias:
+            params["antialias"] = True
+        return params
+
+
+@dataclass(frozen=True)
+class MinMax(Step):
+    """``(M − min) / (max − min)`` per map; constant maps → zeros."""
+
+    name = "minmax"
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        _check_maps(maps)
+        flat = maps.flatten(1)
+        low = flat.amin(1)[:, None, None]
+        span = flat.amax(1)[:, None, None] - low
+        return (maps - low) / torch.where(span > 0, span, 1.0)
+
+
+def relu() -> ReLU:
+    """The ReLU step."""
+    return ReLU()
+
+
+def resize(
+    size: int | tuple[int, int],
+    mode: str = "bilinear",
+    align_corners: bool = False,
+    antialias: bool = False,
+) -> Resize:
+    """The resize step to ``size`` (an int for a square)."""
+    return Resize(size, mode, align_corners, antialias)
+
+
+def minmax() -> MinMax:
+    """The per-map min-max step."""
+    return MinMax()
+
+
+@dataclass(frozen=True)
+class Postprocess:
+    """A chain of steps: ``Postprocess([relu(), resize(112), minmax()])(maps)``."""
+
+    steps: Sequence[Step] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            maps = step(maps)
+        return maps
+
+    def describe(self) -> str:
+        """E.g. ``relu > resize(112x112, bilinear, align_corners=False) > minmax``; ``none``."""
+        return " > ".join(step.describe() for step in self.steps) or "none"
+
+    def to_dict(self) -> dict:
+        """``{"steps": [{"name": ..., **params}, ...]}``."""
+        return {"steps": [{"name": step.name, **step.params()} for step in self.steps]}
+
+
+def default_postprocess(explainer: Explainer, size: int | tuple[int, int]) -> Postprocess:
+    """DESIGN.md's default: ReLU if ``explainer.relu``, bilinear resize to ``size``, min-max."""
+    steps = [relu()] if explainer.relu else []
+    return Postprocess([*steps, resize(size), minmax()])
+
+
+def _check_maps(maps: torch.Tensor) -> None:
+    if maps.dim() != 3:
+        raise ValueError(f"maps must be (B, H, W), got {tuple(maps.shape)}")
