@@ -1,0 +1,132 @@
+"""``aubench report RUN``: every table and figure of a run folder, and a Markdown summary.
+
+Layout of the output folder (default ``RUN/report``)::
+
+    tables/<name>.tex      booktabs tables (main, layers, lambda, ablation, per_au, metrics_<cat>)
+    figures/<name>.png|pdf samples_<model>, layers, metrics, per_au, lambda, confusion
+    report.md              run facts, the tables as Markdown, the figures, notes
+
+Only the results store is read (results, per_image, samples, manifest); every file is written
+atomically, and tables or figures of an earlier report in the same folder that this one does not
+produce (other variants or metrics) are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from aubench.bench.results import sample_file
+from aubench.io import write_atomic
+from aubench.report import figures as fig
+from aubench.report.latex import PACKAGES, render_latex
+from aubench.report.markdown import render_report
+from aubench.report.runs import RunData
+from aubench.report.stats import EXACT_MAX_PAIRS, RESAMPLES
+from aubench.report.tables import choose_metrics, report_tables
+
+
+def write_report(
+    run: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    metrics: Sequence[str] | None = None,
+    ci: bool = False,
+    *,
+    split: str | None = None,
+    variants: Sequence[str] | None = None,
+) -> Path:
+    """Write the report of run folder ``run``.
+
+    Args:
+        run: a run folder (results.parquet, manifest.json; per_image/ and samples/ optional).
+        out: output folder; default ``run/report``.
+        metrics: map metrics of the main table and figures; default ``cosine`` (else the first
+            map metric). Every other metric appears in its category's table.
+        ci: show the bootstrap CIs ``[low, high]`` in the tables.
+        split: the split reported; default ``test`` (or the only one).
+        variants: the variants reported, in this order; default all, in order of first
+            appearance in the results.
+
+    Returns:
+        The output folder.
+    """
+    data = RunData(run, split, variants)
+    out = Path(out) if out is not None else data.path / "report"
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    tables = report_tables(data, metrics)
+    kept = []
+    for table in tables:
+        path = out / "tables" / f"{table.name}.tex"
+        kept.append(write_atomic(path, render_latex(table, ci).encode()))
+    chosen = choose_metrics(data, metrics)
+    drawn: list[tuple[str, str, Figure | None]] = [
+        (f"{model}: sample faces", f"samples_{_slug(model)}", fig.sample_grid(data, model))
+        for model in data.models
+    ]
+    drawn += [
+        ("Scores per layer", "layers", fig.layer_curves(data, chosen)),
+        ("Accuracy and metrics per method", "metrics", fig.metric_bars(data, chosen)),
+        ("Per-AU energy share", "per_au", fig.per_au_bars(data)),
+        ("λ curve", "lambda", fig.lambda_curve(data, chosen)),
+        ("Confusion matrices (row-normalised)", "confusion", fig.confusion_figure(data)),
+    ]
+    written = []
+    for caption, stem, figure in drawn:
+        if figure is not None:
+            kept += fig.save_figure(figure, out / "figures" / stem)
+            written.append((caption, Path("figures") / f"{stem}.png"))
+    page = render_report(data, tables, written, _notes(data), ci)
+    write_atomic(out / "report.md", page.encode())
+    figures = out / "figures"
+    stale = [*(out / "tables").glob("*.tex"), *figures.glob("*.png"), *figures.glob("*.pdf")]
+    for path in set(stale) - set(kept):  # from an earlier report with other options
+        path.unlink()
+    return out
+
+
+def _notes(run: RunData) -> list[str]:
+    """What the reader needs to know: conventions, the test, and what is missing."""
+    main = ", ".join(f"{m} at {run.main_layer(m) or '(no layer)'}" for m in run.methods)
+    notes = [
+        f"Headline values: macro mean over the non-neutral classes (map metrics) and top-1 "
+        f"accuracy over every image, split `{run.split}`, averaged over seeds "
+        f"{', '.join(map(str, run.seeds))} (± = standard deviation over seeds).",
+        f"Method tables show each method at its last layer: {main}.",
+        f"The LaTeX tables need `\\usepackage{{{','.join(PACKAGES)}}}`.",
+    ]
+    if not run.tests.empty:
+        notes.append(
+            f"Significance: two-sided paired sign-flip permutation test of the per-image scores "
+            f"of each guided variant against `{run.baseline}` (pairs: same model, seed, image, "
+            f"method, layer, metric; exact up to {EXACT_MAX_PAIRS} pairs, else {RESAMPLES:,} "
+            f"random sign flips; accuracy on per-image correctness), Holm-corrected over each "
+            f"table; * p < 0.05, ** p < 0.01."
+        )
+    if run.controls:
+        notes.append(
+            "† cannot tell this method from a control: the best control's macro value is "
+            "within the method's 95% CI, or better."
+        )
+    if run.per_image is None:
+        notes.append(
+            f"{run.path / 'per_image'} holds no per-image scores: no significance marks, "
+            "no confusion matrices."
+        )
+    if run.baseline is None:
+        notes.append("No unguided variant is shown: no paired tests.")
+    for model in run.models:
+        for variant in run.variants:
+            path = sample_file(run.path, model, variant, run.seeds[0])
+            if not path.is_file():
+                notes.append(f"{path} is missing: the sample grid leaves it out.")
+    return notes
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe form of a model name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"

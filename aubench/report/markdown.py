@@ -1,0 +1,92 @@
+"""Markdown rendering of :class:`aubench.report.tables.Table` (GitHub pipe tables) and of the
+report's summary page ``report.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aubench.report.runs import RunData
+from aubench.report.tables import CellText, Table
+
+_ESCAPES = {c: "\\" + c for c in "\\`*_|[]<>"}
+
+
+def escape(text: str) -> str:
+    """``text`` with Markdown's emphasis, code, table and link characters escaped."""
+    return "".join(_ESCAPES.get(c, c) for c in str(text))
+
+
+def render_markdown(table: Table, ci: bool = False) -> str:
+    """``table`` as a pipe table (one header row: group and sub-header joined) followed by its
+    notes, ending in a newline."""
+    header = [escape(n) for n in table.row_names]
+    header += [escape(f"{group} {sub}".strip()) for group, sub in table.columns]
+    lines = [
+        f"**{escape(table.title)}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":--"] * len(table.row_names) + [":-:"] * len(table.columns)) + "|",
+    ]
+    rows = zip(table.rows, table.row_labels(), table.texts(ci), strict=True)
+    for row, labels, cells in rows:
+        shown = [escape(label) for label in labels]
+        if row in table.controls:
+            shown = [f"*{label}*" if label else "" for label in shown]
+        lines.append("| " + " | ".join(shown + [_cell(c) for c in cells]) + " |")
+    notes = table.notes(ci)
+    if notes:
+        lines += ["", *(escape(note) + "  " for note in notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_report(
+    run: RunData,
+    tables: Sequence[Table],
+    figures: Sequence[tuple[str, Path]],
+    notes: Sequence[str],
+    ci: bool = False,
+) -> str:
+    """The summary page: run facts, variants, every table, the figures (PNG inline, PDF linked)
+    and the report's notes. Figure paths are relative to the page."""
+    manifest = run.manifest
+    facts = [
+        ("suite", ", ".join(dict.fromkeys(run.results["suite"].astype(str)))),
+        ("split", run.split),
+        ("seeds", ", ".join(map(str, run.seeds))),
+        ("models", ", ".join(run.models)),
+        ("git commit", str(manifest.get("git_commit") or manifest.get("commit") or "")),
+    ]
+    lines = [f"# aubench report: {escape(run.path.name)}", ""]
+    lines += [f"- {name}: {escape(value)}" for name, value in facts if value]
+    lines += ["", "| variant | guided | λ | aligned layers | loss |", "|:--|:-:|:-:|:--|:--|"]
+    for variant in run.variants.values():
+        layers = ", ".join(variant.layers) or "–"
+        lines.append(
+            f"| {escape(variant.name)} | {'yes' if variant.guided else 'no'} | {variant.lam:g} "
+            f"| {escape(layers)} | {escape(variant.loss) or '–'} |"
+        )
+    lines.append("")
+    for table in tables:
+        lines += [f"## {escape(table.name)}", "", render_markdown(table, ci)]
+        lines.append(f"LaTeX: [tables/{table.name}.tex](tables/{table.name}.tex)")
+        lines.append("")
+    if figures:
+        lines += ["## Figures", ""]
+        for caption, png in figures:
+            pdf = png.with_suffix(".pdf").as_posix()
+            lines += [f"![{escape(caption)}]({png.as_posix()})", "", f"[PDF]({pdf})", ""]
+    if notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cell(cell: CellText) -> str:
+    if not cell.value:
+        return "–"
+    text = f"**{cell.value}**" if cell.bold else cell.value
+    if cell.spread:
+        text += f" ± {cell.spread}"
+    if cell.ci:
+        text += f" \\[{cell.ci[0]}, {cell.ci[1]}\\]"
+    return text + escape(cell.stars) + ("†" if cell.dagger else "")

@@ -1,0 +1,394 @@
+"""A run folder as the report reads it: headline rows averaged over seeds, metric metadata,
+variants, layer order, and the per-image scores and paired tests behind the significance marks.
+
+Conventions on top of :mod:`aubench.bench.results`:
+
+- the *headline* value of a map metric is its ``class == "macro"`` row (the paper's macro over
+  non-neutral classes); of ``accuracy`` the ``class == "all"`` row of method ``classifier``;
+- ``manifest["variants"]`` = ``{name: {"guided", "lam", "layers", "loss"}}``: "w/o AU" are the
+  variants with ``guided`` false, "w/ AU" those with ``guided`` true; the first unguided variant
+  is *the baseline* every guided variant is tested against;
+- ``manifest["metrics"]`` = ``{name: {"higher_is_better", "range", "category"}}``; a per-AU
+  metric ``au_energy:AU<k>`` falls back on the entry of ``au_energy``, then of
+  ``per_au_energy`` (the metric that computes it), then on its definition (a share in [0, 1],
+  higher is better); ``accuracy`` (in %, higher is better) needs no entry;
+- methods named ``control:<name>`` are controls; ``classifier`` carries the accuracy rows;
+- layers follow ``manifest["layers"]`` (a list, or a mapping whose lists are concatenated) and
+  then their order of first appearance in the results; a method's *main layer* (the one the
+  method tables show) is the last of its layers in that order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aubench.bench.results import (
+    CLASSIFIER,
+    KEY_COLUMNS,
+    read_manifest,
+    read_per_image,
+    read_results,
+)
+from aubench.report.stats import paired_tests, seed_summary
+
+ACCURACY = "accuracy"
+CONTROL_PREFIX = "control:"
+PER_AU_PREFIX = "au_energy:"
+#: What identifies a headline row once the seeds are averaged (and the split is chosen).
+CELL_KEY = ["model", "variant", "method", "layer", "metric"]
+#: The numbers a headline cell carries.
+CELL_NUMBERS = ("value", "ci_low", "ci_high", "spread")
+#: Metadata of the metrics the bench itself adds, used when the manifest has none.
+BUILTIN_INFO = {
+    ACCURACY: {"higher_is_better": True, "range": [0.0, 100.0], "category": "classification"},
+    "per_au_energy": {"higher_is_better": True, "range": [0.0, 1.0], "category": "mass"},
+}
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric's metadata as tables and figures use it."""
+
+    name: str
+    higher_is_better: bool
+    range: tuple[float, float]
+    category: str
+
+    @property
+    def arrow(self) -> str:
+        """``↑`` when higher is better, else ``↓``."""
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def label(self) -> str:
+        """Header text without the arrow (``accuracy (%)`` for accuracy, else the name)."""
+        return "accuracy (%)" if self.name == ACCURACY else self.name
+
+    @property
+    def digits(self) -> int:
+        """Decimals shown: 2 for metrics spanning ≥ 10 units (accuracy in %, unbounded), else 3."""
+        low, high = self.range
+        return 2 if high - low >= 10 else 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained variant of a suite (``manifest["variants"][name]``)."""
+
+    name: str
+    guided: bool
+    lam: float
+    layers: tuple[str, ...]
+    loss: str
+
+    @property
+    def group(self) -> str:
+        """The paper's column group: ``w/ AU`` for guided variants, else ``w/o AU``."""
+        return "w/ AU" if self.guided else "w/o AU"
+
+
+def is_control(method: str) -> bool:
+    """Whether ``method`` is a control map (``control:random`` …)."""
+    return method.startswith(CONTROL_PREFIX)
+
+
+def headline_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a results table that tables show: ``macro`` for map metrics, ``all`` for
+    accuracy."""
+    want = table["metric"].map(lambda m: "all" if m == ACCURACY else "macro")
+    return table[table["class"] == want]
+
+
+def metric_info(metrics: Mapping[str, Any], name: str, where: str = "the manifest") -> MetricInfo:
+    """The metadata of metric ``name`` from a ``manifest["metrics"]`` mapping.
+
+    ``au_energy:AU6`` falls back on ``au_energy``, then ``per_au_energy``; ``accuracy`` and
+    ``per_au_energy`` fall back on :data:`BUILTIN_INFO`. Raises ``ValueError`` naming the
+    metric and ``where`` when there is none.
+    """
+    names = [name]
+    if name.startswith(PER_AU_PREFIX):
+        names += [PER_AU_PREFIX[:-1], "per_au_energy"]
+    entry = next((metrics[n] for n in names if n in metrics), None)
+    if entry is None:
+        entry = next((BUILTIN_INFO[n] for n in names if n in BUILTIN_INFO), None)
+    if entry is None:
+        known = ", ".join(sorted(metrics)) or "none"
+        raise ValueError(f"{where} has no metadata for metric {name!r} (it describes: {known})")
+    try:
+        low, high = entry["range"]
+        return MetricInfo(name, bool(entry["higher_is_better"]), (low, high), entry["category"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{where}: metadata of metric {name!r} needs higher_is_better, range [lo, hi] and "
+            f"category, got {entry!r} ({err})"
+        ) from None
+
+
+def control_flags(table: pd.DataFrame, metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Flag the scores a control map matches: "cannot tell this method from a control".
+
+    For every row of a real method (not a control, not the classifier) the best control of the
+    same (suite, model, variant, seed, split, metric) — whichever of those columns ``table``
+    has; a control's layer is not matched — is compared with the method's value: the row is
+    flagged when that control is better than or equal to the value (by the metric's direction),
+    or lies within the value's CI ``[ci_low, ci_high]``. A results table is first reduced to its
+    headline rows (``macro``; ``all`` for accuracy).
+
+    Args:
+        table: results rows (:data:`aubench.bench.results.RESULT_COLUMNS`, or the seed-averaged
+            :attr:`RunData.summary`).
+        metrics: ``manifest["metrics"]`` (directions; ``ValueError`` names a metric without).
+
+    Returns:
+        The real methods' rows: the group columns, ``method``, ``layer``, ``metric``, ``value``,
+        ``ci_low``, ``ci_high``, ``control`` (the best control, NaN when none),
+        ``control_value`` and ``flagged`` (bool).
+    """
+    rows = headline_rows(table) if "class" in table.columns else table
+    rows = rows[(rows["method"] != CLASSIFIER) & rows["value"].notna()]
+    group = [c for c in ("suite", "model", "variant", "seed", "split") if c in rows.columns]
+    higher = {m: metric_info(metrics, m).higher_is_better for m in set(rows["metric"])}
+    controlled = rows["method"].map(is_control).astype(bool)
+    controls = rows[controlled]
+    sign = np.where(controls["metric"].map(higher).astype(bool), 1.0, -1.0)
+    controls = controls.assign(score=controls["value"].to_numpy(np.float64) * sign)
+    best = controls.sort_values("score", ascending=False, kind="stable")
+    best = best.drop_duplicates([*group, "metric"])[[*group, "metric", "method", "value"]]
+    best = best.rename(columns={"method": "control", "value": "control_value"})
+    out = rows[~controlled].merge(best, on=[*group, "metric"], how="left")
+    up = out["metric"].map(higher).astype(bool)
+    gap = out["control_value"] - out["value"]
+    better = (up & (gap >= 0)) | (~up & (gap <= 0))
+    within = (out["ci_low"] <= out["control_value"]) & (out["control_value"] <= out["ci_high"])
+    out["flagged"] = better | within
+    keep = [*group, "method", "layer", "metric", "value", "ci_low", "ci_high"]
+    return out[[*keep, "control", "control_value", "flagged"]].reset_index(drop=True)
+
+
+class RunData:
+    """The results of one run folder restricted to one split and a choice of variants.
+
+    Attributes:
+        path: the run folder.
+        manifest: its ``manifest.json``.
+        split: the split shown.
+        variants: the variants shown, in the order given, else of first appearance in the
+            results (``manifest.json`` is written with sorted keys, so its order is not the
+            suite's).
+        results: the results rows of that split and those variants (``layer`` "" when empty).
+        layers: every layer in display order.
+    """
+
+    def __init__(
+        self,
+        run: str | os.PathLike,
+        split: str | None = None,
+        variants: Sequence[str] | None = None,
+    ) -> None:
+        self.path = Path(run)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"run folder {self.path} does not exist")
+        self.manifest = read_manifest(self.path)
+        table = read_results(self.path)
+        table["layer"] = table["layer"].fillna("").astype(str)
+        self.split = _choose_split(table, split, self.path)
+        self.variants = _variants(self.manifest, table, variants, self.path)
+        keep = (table["split"] == self.split) & table["variant"].isin(list(self.variants))
+        self.results = table[keep].reset_index(drop=True)
+        self.layers = _layer_order(self.manifest.get("layers"), self.results["layer"])
+        self._where = f"{self.path / 'manifest.json'} ('metrics')"
+        for metric in dict.fromkeys(self.results["metric"]):
+            self.info(metric)  # every metric shown needs its direction: fail early, naming it
+
+    def info(self, metric: str) -> MetricInfo:
+        """Metadata of ``metric`` (``ValueError`` naming it and the manifest when unknown)."""
+        return metric_info(self.manifest.get("metrics") or {}, metric, self._where)
+
+    @property
+    def baseline(self) -> str | None:
+        """The first unguided variant shown, None when every variant is guided."""
+        return next((v.name for v in self.variants.values() if not v.guided), None)
+
+    @cached_property
+    def labels(self) -> dict[str, str]:
+        """Variant → its column label: ``w/o AU`` / ``w/ AU``, plus ``(name)`` when several
+        variants share a group."""
+        groups = [v.group for v in self.variants.values()]
+        return {
+            v.name: v.group if groups.count(v.group) == 1 else f"{v.group} ({v.name})"
+            for v in self.variants.values()
+        }
+
+    @property
+    def models(self) -> list[str]:
+        """Models in order of first appearance."""
+        return list(dict.fromkeys(self.results["model"]))
+
+    @property
+    def methods(self) -> list[str]:
+        """Explainer methods (no controls, no classifier) in order of first appearance."""
+        return [m for m in self._all_methods if not is_control(m)]
+
+    @property
+    def controls(self) -> list[str]:
+        """Control methods in order of first appearance."""
+        return [m for m in self._all_methods if is_control(m)]
+
+    @cached_property
+    def _all_methods(self) -> list[str]:
+        return [m for m in dict.fromkeys(self.results["method"]) if m != CLASSIFIER]
+
+    @property
+    def seeds(self) -> list[int]:
+        """Seeds present, sorted."""
+        return sorted(set(self.results["seed"].tolist()))
+
+    def map_metrics(self) -> list[str]:
+        """Map metrics present (not accuracy, not per-AU), in order of first appearance."""
+        present = dict.fromkeys(self.results["metric"])
+        return [m for m in present if m != ACCURACY and not m.startswith(PER_AU_PREFIX)]
+
+    def per_au_metrics(self) -> list[str]:
+        """The ``au_energy:AU<k>`` metrics present, by AU number."""
+        names = {m for m in self.results["metric"] if m.startswith(PER_AU_PREFIX)}
+        return sorted(names, key=_au_number)
+
+    def layers_of(self, method: str) -> list[str]:
+        """The layers ``method`` has rows for, in display order."""
+        have = set(self.results.loc[self.results["method"] == method, "layer"])
+        return [layer for layer in self.layers if layer in have]
+
+    def main_layer(self, method: str) -> str:
+        """The layer method tables show for ``method``: the last of its layers."""
+        layers = self.layers_of(method)
+        return layers[-1] if layers else ""
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """Headline rows averaged over seeds: :data:`CELL_KEY` + ``class``, ``value``,
+        ``ci_low``, ``ci_high`` (seed means), ``spread`` (the seeds' standard deviation, NaN with
+        one seed), ``n_seeds``."""
+        keys = [c for c in KEY_COLUMNS if c not in ("suite", "seed")]
+        return seed_summary(headline_rows(self.results), keys)
+
+    @cached_property
+    def cells(self) -> dict[tuple[str, str, str, str, str], np.ndarray]:
+        """:data:`CELL_KEY` tuple → float (value, ci_low, ci_high, spread, n_seeds) of
+        :attr:`summary`."""
+        numbers = self.summary[[*CELL_NUMBERS, "n_seeds"]].to_numpy(np.float64)
+        keys = self.summary[CELL_KEY].itertuples(index=False, name=None)
+        return dict(zip(keys, numbers, strict=True))
+
+    def cell(self, model: str, variant: str, method: str, metric: str) -> np.ndarray:
+        """(value, ci_low, ci_high, spread, n_seeds) of ``method`` at its main layer; NaNs when
+        the run has no such row."""
+        key = (model, variant, method, self.main_layer(method), metric)
+        return self.cells.get(key, np.full(len(CELL_NUMBERS) + 1, np.nan))
+
+    @cached_property
+    def per_image(self) -> pd.DataFrame | None:
+        """Per-image scores of the split and variants shown; None when the run has none."""
+        try:
+            table = read_per_image(self.path)
+        except FileNotFoundError:
+            return None
+        table["layer"] = table["layer"].fillna("").astype(str)
+        keep = (table["split"] == self.split) & table["variant"].isin(list(self.variants))
+        return table[keep].reset_index(drop=True)
+
+    @cached_property
+    def tests(self) -> pd.DataFrame:
+        """Paired tests of every guided variant against :attr:`baseline` (see
+        :func:`aubench.report.stats.paired_tests`); empty without a baseline or per-image
+        scores."""
+        guided = [v.name for v in self.variants.values() if v.guided]
+        if self.per_image is None or self.baseline is None or not guided:
+            return pd.DataFrame(columns=[*CELL_KEY, "n", "mean_diff", "p"])
+        return paired_tests(self.per_image, self.baseline, guided)
+
+    @cached_property
+    def flags(self) -> pd.DataFrame:
+        """:func:`control_flags` of the seed-averaged :attr:`summary`."""
+        return control_flags(self.summary, self.manifest.get("metrics") or {})
+
+    def sweeps(self) -> dict[str, list[str]]:
+        """Guided variants forming a sweep: ``"lambda"`` → variants differing only in λ (sorted
+        by λ), ``"layers"`` → variants differing only in their aligned layers (shown order);
+        the largest such family of each kind with at least two variants."""
+        guided = [v for v in self.variants.values() if v.guided]
+        found = {}
+        for kind, fixed, varying in (
+            ("lambda", lambda v: (v.layers, v.loss), lambda v: v.lam),
+            ("layers", lambda v: (v.lam, v.loss), lambda v: v.layers),
+        ):
+            families: dict[Any, list[Variant]] = {}
+            for variant in guided:
+                families.setdefault(fixed(variant), []).append(variant)
+            best = max(families.values(), key=lambda f: len({varying(v) for v in f}), default=[])
+            if len({varying(v) for v in best}) >= 2:
+                if kind == "lambda":
+                    best = sorted(best, key=lambda v: v.lam)
+                found[kind] = [v.name for v in best]
+        return found
+
+
+def _choose_split(table: pd.DataFrame, split: str | None, run: Path) -> str:
+    splits = list(dict.fromkeys(table["split"]))
+    if split is None:
+        if "test" in splits or len(splits) == 1:
+            return "test" if "test" in splits else splits[0]
+        raise ValueError(f"{run} holds splits {splits}; choose one (split=...)")
+    if split not in splits:
+        raise ValueError(f"{run} has no split {split!r} (it holds {splits})")
+    return split
+
+
+def _variants(
+    manifest: Mapping[str, Any], table: pd.DataFrame, chosen: Sequence[str] | None, run: Path
+) -> dict[str, Variant]:
+    declared = manifest.get("variants")
+    if not isinstance(declared, Mapping) or not declared:
+        raise ValueError(f"{run / 'manifest.json'} declares no 'variants' mapping")
+    present = set(table["variant"])
+    undeclared = sorted(present - set(declared))
+    if undeclared:
+        raise ValueError(f"{run}: variants {undeclared} are in the results but not the manifest")
+    names = list(dict.fromkeys(table["variant"])) if chosen is None else list(chosen)
+    unknown = [n for n in names if n not in present]
+    if unknown or not names:
+        raise ValueError(
+            f"{run} has no results for variants {unknown or names} (it has {sorted(present)})"
+        )
+    variants = {}
+    for name in names:
+        entry = declared[name]
+        try:
+            layers = tuple(entry.get("layers") or ())
+            guided, lam = bool(entry["guided"]), float(entry.get("lam", 0.0))
+            variants[name] = Variant(name, guided, lam, layers, str(entry.get("loss") or ""))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(
+                f"{run / 'manifest.json'}: variant {name!r} is malformed ({err!r})"
+            ) from None
+    return variants
+
+
+def _layer_order(declared: Any, present: pd.Series) -> list[str]:
+    if isinstance(declared, Mapping):
+        declared = [layer for layers in declared.values() for layer in layers]
+    order = [str(layer) for layer in declared or ()]
+    return list(dict.fromkeys([*order, *present]))
+
+
+def _au_number(metric: str) -> tuple[int, str]:
+    digits = "".join(c for c in metric.split(":", 1)[1] if c.isdigit())
+    return (int(digits) if digits else 1 << 30, metric)

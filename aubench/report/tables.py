@@ -1,0 +1,468 @@
+"""The paper's table shapes as format-independent data (:class:`Table`), rendered by
+:mod:`aubench.report.latex` and :mod:`aubench.report.markdown`.
+
+Tables (file stems in brackets):
+
+- methods × {w/o AU, w/ AU} × {accuracy, chosen metrics} (``main``; the paper's Tables 1–2),
+  and the same without accuracy for each metric category (``metrics_<category>``);
+- per-layer scores, methods × layers × variants (``layers``);
+- sweeps, variants × {accuracy, metric × method}: λ (``lambda``; the paper's Fig. 5 as a table)
+  and aligned layers (``ablation``; the paper's Table 3);
+- per-AU energy shares, methods × variants × AUs (``per_au``).
+
+Every cell is a seed-averaged headline value (:attr:`RunData.summary`) with its CI, the seeds'
+spread, the Holm-adjusted p-value of the paired test against the baseline (guided variants only;
+:mod:`aubench.report.stats`) and the control flag (:func:`aubench.report.runs.control_flags`).
+Control rows come last in each model's block and never compete for bold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from aubench.bench.results import CLASSIFIER
+from aubench.report.runs import (
+    ACCURACY,
+    CELL_KEY,
+    CELL_NUMBERS,
+    MetricInfo,
+    RunData,
+    is_control,
+)
+from aubench.report.stats import holm, significance_mark
+
+Row = tuple[str, ...]
+Column = tuple[str, str]
+#: (model, variant, method, layer, metric): the :data:`aubench.report.runs.CELL_KEY` of a cell.
+Key = tuple[str, str, str, str, str]
+#: The map metric the main table shows when none is chosen (the paper's CAM-/ATT-COS).
+DEFAULT_METRIC = "cosine"
+
+
+@dataclass(frozen=True)
+class CellText:
+    """One cell's formatted parts (a renderer adds its own markup)."""
+
+    value: str  # "" when the cell is empty
+    spread: str  # "" unless several seeds
+    ci: tuple[str, str] | None
+    stars: str  # "", "*" or "**"
+    dagger: bool  # cannot tell this method from a control
+    bold: bool  # best of its column (within its group)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: rows × columns of cells plus what the renderers need.
+
+    ``value``, ``ci_low``, ``ci_high``, ``spread``, ``p`` (Holm-adjusted; NaN when untested)
+    and ``flagged`` are DataFrames indexed by ``rows`` (names ``row_names``) with
+    ``columns`` = (header group, sub-header) pairs; ``infos`` holds each column's metric.
+    Bold marks the best value per column within blocks of equal leading ``group_levels`` row
+    labels (``controls`` excluded), comparing the values as displayed. ``baseline`` is the
+    column label the tests compare with; ``n_seeds`` the most seeds behind a cell.
+    """
+
+    name: str
+    title: str
+    value: pd.DataFrame
+    ci_low: pd.DataFrame
+    ci_high: pd.DataFrame
+    spread: pd.DataFrame
+    p: pd.DataFrame
+    flagged: pd.DataFrame
+    infos: tuple[MetricInfo, ...]
+    controls: frozenset[Row]
+    group_levels: int
+    baseline: str
+    n_seeds: int
+
+    @property
+    def rows(self) -> list[Row]:
+        """Row labels (tuples: model when several, then method, layer, …) in display order."""
+        return list(self.value.index)
+
+    @property
+    def columns(self) -> list[Column]:
+        """(header group, sub-header) per column, in display order."""
+        return list(self.value.columns)
+
+    @property
+    def row_names(self) -> list[str]:
+        """Headers of the row-label columns."""
+        return list(self.value.index.names)
+
+    def row_labels(self) -> list[list[str]]:
+        """Each row's labels as displayed: a label equal to the one above it (with everything
+        to its left) is left blank."""
+        rows = self.rows
+        return [
+            [
+                "" if i and row[: k + 1] == rows[i - 1][: k + 1] else label
+                for k, label in enumerate(row)
+            ]
+            for i, row in enumerate(rows)
+        ]
+
+    def rule_before(self, i: int) -> bool:
+        """Whether a rule separates row ``i`` from the row above: a new block (model, or
+        method in the layer table) or the first control of a block."""
+        if i == 0:
+            return False
+        row, above = self.rows[i], self.rows[i - 1]
+        new_block = row[: self.group_levels] != above[: self.group_levels]
+        return new_block or (row in self.controls and above not in self.controls)
+
+    def best(self) -> np.ndarray:
+        """(R, C) bool: the cells shown in bold (none in a column whose values all tie)."""
+        digits = np.array([info.digits for info in self.infos])
+        rounded = np.stack(
+            [np.round(self.value.iloc[:, j].to_numpy(np.float64), d) for j, d in enumerate(digits)],
+            axis=1,
+        )
+        bold = np.zeros(rounded.shape, dtype=bool)
+        rows, levels = self.rows, self.group_levels
+        for group in dict.fromkeys(row[:levels] for row in rows):
+            members = np.array([r[:levels] == group and r not in self.controls for r in rows])
+            for j, info in enumerate(self.infos):
+                shown = rounded[members, j]
+                shown = shown[np.isfinite(shown)]
+                if len(np.unique(shown)) < 2:
+                    continue
+                top = shown.max() if info.higher_is_better else shown.min()
+                bold[members, j] = rounded[members, j] == top
+        return bold
+
+    def texts(self, ci: bool = False) -> list[list[CellText]]:
+        """Each cell's formatted parts; ``ci`` adds the CI bounds."""
+        bold = self.best()
+        out = []
+        for i in range(len(self.rows)):
+            line = []
+            for j, info in enumerate(self.infos):
+                value = self.value.iat[i, j]
+                if not np.isfinite(value):
+                    line.append(CellText("", "", None, "", False, False))
+                    continue
+                spread = self.spread.iat[i, j]
+                low, high = self.ci_low.iat[i, j], self.ci_high.iat[i, j]
+                bounds = (
+                    (_number(low, info), _number(high, info))
+                    if ci and np.isfinite(low) and np.isfinite(high)
+                    else None
+                )
+                line.append(
+                    CellText(
+                        _number(value, info),
+                        _number(spread, info) if np.isfinite(spread) else "",
+                        bounds,
+                        significance_mark(self.p.iat[i, j]),
+                        bool(self.flagged.iat[i, j]),
+                        bool(bold[i, j]),
+                    )
+                )
+            out.append(line)
+        return out
+
+    def notes(self, ci: bool = False) -> list[str]:
+        """Footnotes explaining what the table's cells show (plain text, Unicode marks)."""
+        texts = [cell for line in self.texts(ci) for cell in line]
+        notes = []
+        if self.best().any():
+            within = " within each block" if self.group_levels else ""
+            notes.append(f"Bold: best per column{within} (controls excluded).")
+        if any(cell.spread for cell in texts):
+            notes.append(f"± standard deviation over {self.n_seeds} seeds.")
+        if any(cell.ci for cell in texts):
+            notes.append("[low, high]: bootstrap 95% CI (mean over seeds).")
+        if any(cell.stars for cell in texts):
+            notes.append(
+                f"* p < 0.05, ** p < 0.01: two-sided paired sign-flip permutation test of the "
+                f"per-image scores against {self.baseline}, Holm-corrected over this table."
+            )
+        if any(cell.dagger for cell in texts):
+            notes.append(
+                "† cannot tell this method from a control: the best control scores within this "
+                "value's 95% CI or better."
+            )
+        return notes
+
+
+class _Spec(NamedTuple):
+    row: Row
+    column: Column
+    info: MetricInfo
+    key: Key | None  # None: an empty cell
+    control: bool = False  # a control's row (under a rule, never bold)
+
+
+def method_table(
+    run: RunData,
+    metrics: Sequence[str],
+    *,
+    name: str = "main",
+    title: str = "Accuracy and alignment with the AU heatmaps, without and with AU guidance.",
+    accuracy: bool = True,
+) -> Table | None:
+    """Methods (then controls) × variants × {accuracy, ``metrics``}, each method at its main
+    layer (the paper's Tables 1 and 2); None when no method has any of ``metrics``."""
+    present = _present(run)
+    specs = []
+    for model in run.models:
+        for method in [*run.methods, *run.controls]:
+            if not any((model, method, m) in present for m in metrics):
+                continue
+            row = (*_prefix(run, model), method)
+            for metric in ([ACCURACY] if accuracy else []) + list(metrics):
+                info = run.info(metric)
+                for variant in run.variants:
+                    column = (_header(info), run.labels[variant])
+                    if metric == ACCURACY:
+                        shown = None if is_control(method) else CLASSIFIER
+                    else:
+                        shown = method
+                    key = None if shown is None else _key(run, model, variant, shown, metric)
+                    specs.append(_Spec(row, column, info, key, is_control(method)))
+    if not specs:
+        return None
+    return _assemble(run, name, title, ("Method",), specs, group_levels=_levels(run))
+
+
+def layer_table(run: RunData, metrics: Sequence[str]) -> Table | None:
+    """Each method with scores at two or more layers × its layers × variants × ``metrics``;
+    None when no method has several layers."""
+    specs = []
+    for model in run.models:
+        for method in [*run.methods, *run.controls]:
+            layers = run.layers_of(method)
+            if len(layers) < 2:
+                continue
+            for layer in layers:
+                for metric in metrics:
+                    info = run.info(metric)
+                    for variant in run.variants:
+                        key = (model, variant, method, layer, metric)
+                        column = (_header(info), run.labels[variant])
+                        row = (*_prefix(run, model), method, layer)
+                        specs.append(_Spec(row, column, info, key, is_control(method)))
+    if not specs:
+        return None
+    title = "Scores of each method at each of its layers, without and with AU guidance."
+    levels = _levels(run) + 1
+    return _assemble(run, "layers", title, ("Method", "Layer"), specs, group_levels=levels)
+
+
+def sweep_table(run: RunData, kind: str, metrics: Sequence[str]) -> Table | None:
+    """The baseline and a sweep of guided variants (``kind`` ``"lambda"`` or ``"layers"``, see
+    :meth:`RunData.sweeps`) × {accuracy, each metric × method}; None without such a sweep."""
+    sweep = run.sweeps().get(kind)
+    if not sweep or run.baseline is None:
+        return None
+    specs = []
+    for model in run.models:
+        used = set()
+        for variant in [run.baseline, *sweep]:
+            label = _sweep_label(run, kind, variant)
+            if label in used:  # two variants of the sweep with equal settings
+                label = f"{label} ({variant})"
+            used.add(label)
+            row = (*_prefix(run, model), label)
+            info = run.info(ACCURACY)
+            key = _key(run, model, variant, CLASSIFIER, ACCURACY)
+            specs.append(_Spec(row, (_header(info), ""), info, key))
+            for metric in metrics:
+                info = run.info(metric)
+                for method in run.methods:
+                    key = _key(run, model, variant, method, metric)
+                    specs.append(_Spec(row, (_header(info), method), info, key))
+    if kind == "lambda":
+        name, title, level = "lambda", "Effect of the alignment weight λ (λ = 0: w/o AU).", "λ"
+    else:
+        name, title, level = "ablation", "Effect of the aligned layers.", "Aligned layers"
+    return _assemble(run, name, title, (level,), specs, group_levels=_levels(run))
+
+
+def per_au_table(run: RunData) -> Table | None:
+    """Methods × variants × AUs of the share of map energy inside each AU region (the
+    ``au_energy:AU<k>`` metrics, macro over classes); None when the run has none."""
+    metrics = run.per_au_metrics()
+    if not metrics:
+        return None
+    present = _present(run)
+    specs = []
+    for model in run.models:
+        for method in [*run.methods, *run.controls]:
+            if not any((model, method, m) in present for m in metrics):
+                continue
+            for variant in run.variants:
+                row = (*_prefix(run, model), method, run.labels[variant])
+                for metric in metrics:
+                    info = run.info(metric)
+                    prefix, au = metric.split(":", 1)
+                    key = _key(run, model, variant, method, metric)
+                    column = (f"{prefix} {info.arrow}", au)
+                    specs.append(_Spec(row, column, info, key, is_control(method)))
+    title = "Share of each map's energy inside each AU's region."
+    rows = ("Method", "Setting")
+    return _assemble(run, "per_au", title, rows, specs, group_levels=_levels(run))
+
+
+def category_tables(run: RunData, shown: Sequence[str]) -> list[Table]:
+    """One methods × variants table per metric category that has a metric not in ``shown``
+    (``metrics_<category>``), with all of that category's metrics."""
+    categories: dict[str, list[str]] = {}
+    for metric in run.map_metrics():
+        categories.setdefault(run.info(metric).category, []).append(metric)
+    tables = [
+        method_table(
+            run,
+            metrics,
+            name=f"metrics_{category}",
+            title=f"All {category} metrics, without and with AU guidance.",
+            accuracy=False,
+        )
+        for category, metrics in categories.items()
+        if set(metrics) - set(shown)
+    ]
+    return [t for t in tables if t is not None]
+
+
+def choose_metrics(run: RunData, metrics: Sequence[str] | None) -> list[str]:
+    """The map metrics of the main table: ``metrics`` (checked against the run) or, by default,
+    ``cosine`` when present, else the first map metric."""
+    available = run.map_metrics()
+    if metrics is None:
+        if not available:
+            return []
+        return [DEFAULT_METRIC if DEFAULT_METRIC in available else available[0]]
+    unknown = [m for m in metrics if m not in available and m not in run.per_au_metrics()]
+    if unknown:
+        raise ValueError(
+            f"{run.path} has no scores for metric(s) {unknown}; it has {', '.join(available)}"
+        )
+    return list(metrics)
+
+
+def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Table]:
+    """Every table the run supports, in report order: main, layers, lambda, ablation,
+    per_au, then the per-category tables."""
+    chosen = choose_metrics(run, metrics)
+    tables = [
+        method_table(run, chosen),
+        layer_table(run, chosen),
+        sweep_table(run, "lambda", chosen),
+        sweep_table(run, "layers", chosen),
+        per_au_table(run),
+        *category_tables(run, chosen),
+    ]
+    return [t for t in tables if t is not None]
+
+
+def confusion_matrix(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Row-normalised confusion matrix (true label × predicted label, int class ids) of the
+    classifier's ``pred`` rows of ``per_image`` (pooled over whatever they hold: select one
+    model and variant first). Rows of classes without a sample are absent."""
+    rows = per_image[(per_image["method"] == CLASSIFIER) & (per_image["metric"] == "pred")]
+    rows = rows[rows["value"].notna()]
+    if rows.empty:
+        raise ValueError("no classifier 'pred' rows to build a confusion matrix from")
+    true = rows["label"].astype(int).to_numpy()
+    pred = rows["value"].astype(int).to_numpy()
+    classes = np.arange(max(true.max(), pred.max()) + 1)
+    counts = pd.crosstab(true, pred).reindex(columns=classes, fill_value=0)
+    counts.index.name, counts.columns.name = "label", "pred"
+    return counts.div(counts.sum(axis=1), axis=0)
+
+
+def _prefix(run: RunData, model: str) -> Row:
+    """The model label that leads each row when the run has several models."""
+    return (model,) if len(run.models) > 1 else ()
+
+
+def _levels(run: RunData) -> int:
+    """Leading row levels of a model block: 1 with several models, else 0."""
+    return int(len(run.models) > 1)
+
+
+def _header(info: MetricInfo) -> str:
+    return f"{info.label} {info.arrow}"
+
+
+def _key(run: RunData, model: str, variant: str, method: str, metric: str) -> Key:
+    return (model, variant, method, run.main_layer(method), metric)
+
+
+def _sweep_label(run: RunData, kind: str, variant: str) -> str:
+    info = run.variants[variant]
+    if not info.guided:
+        return "0 (w/o AU)" if kind == "lambda" else "w/o AU"
+    return f"{info.lam:g}" if kind == "lambda" else "+".join(info.layers) or variant
+
+
+def _assemble(
+    run: RunData,
+    name: str,
+    title: str,
+    row_names: Row,
+    specs: list[_Spec],
+    *,
+    group_levels: int,
+) -> Table:
+    """Look every cell's key up in the run's summary, tests and control flags."""
+    rows = list(dict.fromkeys(s.row for s in specs))
+    columns = list(dict.fromkeys(s.column for s in specs))
+    infos = {s.column: s.info for s in specs}
+    tests = dict(zip(_keys(run.tests), run.tests["p"], strict=True))
+    flags = dict(zip(_keys(run.flags), run.flags["flagged"], strict=True))
+    tested = list(dict.fromkeys(s.key for s in specs if s.key in tests and not s.control))
+    adjusted = dict(zip(tested, holm([tests[k] for k in tested]), strict=True))
+    shape = (len(rows), len(columns))
+    numbers = np.full((len(CELL_NUMBERS), *shape), np.nan)
+    p = np.full(shape, np.nan)
+    flagged = np.zeros(shape, dtype=bool)
+    n_seeds = 1
+    for spec in specs:
+        if spec.key not in run.cells:
+            continue
+        i, j = rows.index(spec.row), columns.index(spec.column)
+        numbers[:, i, j] = run.cells[spec.key][: len(CELL_NUMBERS)]
+        n_seeds = max(n_seeds, int(run.cells[spec.key][-1]))
+        p[i, j] = np.nan if spec.control else adjusted.get(spec.key, np.nan)
+        flagged[i, j] = bool(flags.get(spec.key, False))
+    names = ["Model", *row_names] if _levels(run) else list(row_names)
+    index = pd.MultiIndex.from_tuples(rows, names=names)
+    header = pd.MultiIndex.from_tuples(columns)
+
+    def frame(data: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(data, index=index, columns=header)
+
+    return Table(
+        name=name,
+        title=title,
+        **{field: frame(data) for field, data in zip(CELL_NUMBERS, numbers, strict=True)},
+        p=frame(p),
+        flagged=frame(flagged),
+        infos=tuple(infos[c] for c in columns),
+        controls=frozenset(s.row for s in specs if s.control),
+        group_levels=group_levels,
+        baseline=run.labels.get(run.baseline or "", "the baseline"),
+        n_seeds=n_seeds,
+    )
+
+
+def _present(run: RunData) -> set[tuple[str, str, str]]:
+    """The (model, method, metric) triples the summary holds."""
+    return set(run.summary[["model", "method", "metric"]].itertuples(index=False, name=None))
+
+
+def _keys(table: pd.DataFrame) -> list[Key]:
+    return list(table[CELL_KEY].itertuples(index=False, name=None))
+
+
+def _number(value: float, info: MetricInfo) -> str:
+    return f"{value:.{info.digits}f}"
