@@ -1,0 +1,219 @@
+"""Aggregation of per-sample scores: per-class means over scored samples, the paper's macro
+average over non-neutral classes, the image-level mean, stratified bootstrap 95% CIs, and the
+count of excluded samples by reason.
+
+A sample is *scored* when it is valid and its score is finite. Invalid samples are excluded and
+counted by their reason code; valid samples whose metric is undefined (NaN: constant map, empty
+region…) are excluded and counted as ``"undefined"`` — unless ``fill_undefined`` gives them a
+value, as the paper does with 0 (``nan_to_num`` of its cosine; paper-protocol.md §5.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from aubench.metrics.base import check_valid
+
+__all__ = ["Aggregate", "aggregate", "bootstrap_ci"]
+
+#: Bootstrap replicates × samples drawn at once (bounds the resampling temporaries).
+_DRAWS_PER_CHUNK = 1 << 22
+
+
+@dataclass(eq=False)  # tensor fields: no element-wise __eq__; not frozen, for torchmetrics
+class Aggregate:
+    """Summary of one metric over a set of samples (float64 tensors on the CPU).
+
+    ``per_class`` (C,) mean over each class's scored samples (NaN when it has none),
+    ``per_class_n`` (C,) their counts, ``per_class_ci`` (C, 2); ``macro`` the unweighted mean
+    of the per-class means over ``macro_classes`` (the non-neutral classes with a scored
+    sample), ``macro_ci``; ``image_mean`` the mean over all scored samples, ``image_ci``;
+    ``n_scored``; ``excluded`` reason name → count.
+    """
+
+    per_class: torch.Tensor
+    per_class_n: torch.Tensor
+    per_class_ci: torch.Tensor
+    macro: float
+    macro_ci: tuple[float, float]
+    macro_classes: tuple[int, ...]
+    image_mean: float
+    image_ci: tuple[float, float]
+    n_scored: int
+    excluded: dict[str, int]
+
+
+def aggregate(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor | Iterable[bool] | None = None,
+    reasons: torch.Tensor | None = None,
+    *,
+    num_classes: int | None = None,
+    neutral: int | None = 0,
+    reason_names: Mapping[int, str] | Sequence[str] | None = None,
+    fill_undefined: float | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Aggregate:
+    """Aggregate per-sample ``scores`` (N,) of one metric.
+
+    Args:
+        scores: (N,) per-sample scores, NaN where undefined.
+        labels: (N,) int class ids in [0, num_classes).
+        valid: (N,) bool, None for all.
+        reasons: (N,) int invalid-reason codes (0 = valid; e.g.
+            :func:`aubench.faces.heatmaps.invalid_reasons`); None counts every invalid sample
+            as ``"invalid"``.
+        num_classes: C; default ``max(labels) + 1``.
+        neutral: the class left out of the macro average (0, the canonical neutral; None keeps
+            every class).
+        reason_names: code → name (a mapping or a sequence indexed by code); default
+            ``"reason_<code>"``.
+        fill_undefined: score given to valid samples whose score is NaN (the paper: 0.0);
+            None excludes them as ``"undefined"``.
+        n_boot: bootstrap replicates (0: no CIs, NaN bounds).
+        confidence: CI level (percentile bootstrap).
+        seed: seed of the resampling.
+
+    Returns:
+        :class:`Aggregate`. The bootstrap resamples samples with replacement *within each class*
+        (class sizes fixed, so every per-class mean exists in every replicate); the same
+        replicates give the per-class, macro and image-level intervals.
+    """
+    scores = _as_cpu("scores", scores, torch.float64)
+    rows = scores.shape[0]
+    labels = _as_cpu("labels", labels, torch.int64, rows)
+    valid = valid.cpu() if isinstance(valid, torch.Tensor) else valid
+    flags = check_valid(valid, rows, torch.device("cpu"))
+    classes = (int(labels.max()) + 1 if rows else 0) if num_classes is None else num_classes
+    if rows and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must lie in [0, {classes}), got [{labels.min()}, {labels.max()}]")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if fill_undefined is not None:
+        scores = torch.where(flags & scores.isnan(), fill_undefined, scores)
+    scored = flags & scores.isfinite()
+    excluded = _excluded(flags, scored, reasons, reason_names, rows)
+
+    values, groups = scores[scored], labels[scored]
+    counts = torch.bincount(groups, minlength=classes)
+    per_class = torch.zeros(classes, dtype=torch.float64).index_add_(0, groups, values) / counts
+    macro_classes = tuple(c for c in range(classes) if c != neutral and counts[c] > 0)
+    macro = per_class[list(macro_classes)].mean().item() if macro_classes else math.nan
+    image_mean = values.mean().item() if len(values) else math.nan
+    class_ci, macro_ci, image_ci = bootstrap_ci(
+        values, groups, classes, macro_classes, n_boot, confidence, seed
+    )
+    return Aggregate(
+        per_class=per_class,
+        per_class_n=counts,
+        per_class_ci=class_ci,
+        macro=macro,
+        macro_ci=macro_ci,
+        macro_classes=macro_classes,
+        image_mean=image_mean,
+        image_ci=image_ci,
+        n_scored=int(scored.sum()),
+        excluded=excluded,
+    )
+
+
+def bootstrap_ci(
+    values: torch.Tensor,
+    groups: torch.Tensor,
+    classes: int,
+    macro_classes: Sequence[int],
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[torch.Tensor, tuple[float, float], tuple[float, float]]:
+    """Percentile intervals from a bootstrap stratified by class.
+
+    ``values`` (n,) float64 scores and ``groups`` (n,) their classes. Each replicate draws, for
+    every class c with n_c samples, n_c of its samples with replacement (all replicates at once,
+    in chunks): replicate b's class mean is ``μ*_bc``, its macro mean the average of ``μ*_bc``
+    over ``macro_classes``, its image mean the average of all drawn values. Returns
+    ``(per-class (C, 2), macro (low, high), image (low, high))``; NaN without samples or when
+    ``n_boot`` is 0.
+    """
+    nan_pair = (math.nan, math.nan)
+    class_ci = torch.full((classes, 2), math.nan, dtype=torch.float64)
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be ≥ 0, got {n_boot}")
+    if n_boot == 0 or len(values) == 0:
+        return class_ci, nan_pair, nan_pair
+    order = torch.argsort(groups, stable=True)
+    values, groups = values[order], groups[order]
+    counts = torch.bincount(groups, minlength=classes)
+    starts = torch.cumsum(counts, 0) - counts
+    generator = torch.Generator().manual_seed(seed)
+    step = max(1, _DRAWS_PER_CHUNK // len(values))
+    class_means, image_means = [], []
+    for first in range(0, n_boot, step):
+        draws = min(step, n_boot - first)
+        uniform = torch.rand(draws, len(values), generator=generator, dtype=torch.float64)
+        picks = starts[groups] + (uniform * counts[groups]).long().clamp(max=counts[groups] - 1)
+        drawn = values[picks]
+        sums = torch.zeros(draws, classes, dtype=torch.float64).index_add_(1, groups, drawn)
+        class_means.append(sums / counts)
+        image_means.append(drawn.mean(1))
+    replicate = torch.cat(class_means)
+    levels = torch.tensor([(1 - confidence) / 2, (1 + confidence) / 2], dtype=torch.float64)
+    present = counts > 0
+    class_ci[present] = torch.quantile(replicate[:, present], levels, dim=0).T
+    image_ci = tuple(torch.quantile(torch.cat(image_means), levels).tolist())
+    macro_ci = nan_pair
+    if macro_classes:
+        macro = replicate[:, list(macro_classes)].mean(1)
+        macro_ci = tuple(torch.quantile(macro, levels).tolist())
+    return class_ci, macro_ci, image_ci
+
+
+def _excluded(
+    flags: torch.Tensor,
+    scored: torch.Tensor,
+    reasons: torch.Tensor | None,
+    names: Mapping[int, str] | Sequence[str] | None,
+    rows: int,
+) -> dict[str, int]:
+    """Reason name → count over the samples that are not scored."""
+    excluded: dict[str, int] = {}
+    invalid = ~flags
+    if reasons is None:
+        codes = torch.zeros(int(invalid.sum()), dtype=torch.int64)
+    else:
+        codes = _as_cpu("reasons", reasons, torch.int64, rows)[invalid]
+    for code, count in zip(*torch.unique(codes, return_counts=True), strict=True):
+        name = "invalid" if reasons is None else _reason_name(int(code), names)
+        excluded[name] = excluded.get(name, 0) + int(count)
+    undefined = int((flags & ~scored).sum())
+    if undefined:
+        excluded["undefined"] = undefined
+    return excluded
+
+
+def _reason_name(code: int, names: Mapping[int, str] | Sequence[str] | None) -> str:
+    if code == 0:  # flagged invalid without a reason
+        return "invalid"
+    if isinstance(names, Mapping):
+        return names.get(code, f"reason_{code}")
+    return names[code] if names is not None and code < len(names) else f"reason_{code}"
+
+
+def _as_cpu(
+    name: str, value: torch.Tensor, dtype: torch.dtype, rows: int | None = None
+) -> torch.Tensor:
+    """``value`` as a 1-D CPU tensor of ``dtype`` (and length ``rows``), else a clear error."""
+    tensor = torch.as_tensor(value).detach().cpu()
+    if tensor.ndim != 1 or (rows is not None and tensor.shape[0] != rows):
+        expected = "(N,)" if rows is None else f"({rows},)"
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
+    if dtype == torch.int64 and tensor.is_floating_point():
+        raise ValueError(f"{name} must hold integers, got dtype {tensor.dtype}")
+    return tensor.to(dtype)

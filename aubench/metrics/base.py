@@ -1,0 +1,367 @@
+"""Metric metadata, the registry, and :class:`MapBatch`, the checked input all map metrics share.
+
+Every map metric is a plain function ``metric(maps, heatmaps, valid=None, **options) -> (B,)``:
+``maps`` (B, H, W) are explanation maps already normalised and resized by the caller (explain/
+owns those steps; a metric re-normalises only where its definition says so, and its docstring
+states it), ``heatmaps`` (B, H, W) are the soft AU maps in [0, 1], ``valid`` (B,) bool marks the
+samples to score. Scores are NaN where a sample is invalid, where its map or heatmap holds a
+non-finite value, or where the metric is undefined for it (each docstring says when).
+
+Mask-based metrics binarise the heatmap as ``heatmap >= mask_threshold`` (default 0.5, half the
+AU peak; the paper scores only the soft map, so it fixes no threshold) and take that as the AU
+region.
+
+``maps`` may also be a :class:`MapBatch`, built once and shared by several metrics so that the
+flattening, the validity checks, the binarised masks and the per-row sort are computed once
+(:func:`score_maps` does this for a whole family).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = [
+    "CATEGORIES",
+    "KINDS",
+    "METRICS",
+    "MapBatch",
+    "Metric",
+    "get_metric",
+    "register",
+    "score_maps",
+]
+
+#: Table groups, in the order tables show them.
+CATEGORIES = (
+    "correlation",
+    "overlap",
+    "point",
+    "mass",
+    "rank",
+    "saliency",
+    "faithfulness",
+    "sanity",
+)
+#: How a metric is called: ``map`` — ``(maps, heatmaps, valid) -> (B,)``; ``per_au`` —
+#: ``(maps, regions (B, K, H, W), valid) -> (B, K)``; ``model`` — needs a model and images;
+#: ``sanity`` — needs a model and a map function; ``dataset`` — a streaming accumulator class.
+KINDS = ("map", "per_au", "model", "sanity", "dataset")
+#: Elements per chunk of rows for the sorts, ranks and histograms: bounds their temporaries
+#: (a few int64 copies, ~100 MB) while keeping the number of parallel regions small.
+CHUNK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric with the metadata tables read: direction, range, category, calling convention.
+
+    ``range`` is the attainable range for non-negative maps (what the house normalisation
+    produces). Calling a :class:`Metric` calls ``fn`` with ``options`` as default keywords, so a
+    variant such as IoU at Otsu is the IoU function with ``threshold="otsu"`` bound.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    higher_is_better: bool
+    range: tuple[float, float]
+    category: str
+    kind: str = "map"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **{**self.options, **kwargs})
+
+    @property
+    def arrow(self) -> str:
+        """``↑`` when higher is better, else ``↓`` (table headers)."""
+        return "↑" if self.higher_is_better else "↓"
+
+    def accepts(self, option: str) -> bool:
+        """Whether ``fn`` takes the keyword ``option``."""
+        return option in inspect.signature(self.fn).parameters
+
+
+#: name → :class:`Metric`, filled by :func:`register` as the family modules are imported.
+METRICS: dict[str, Metric] = {}
+
+
+def register(
+    name: str,
+    *,
+    higher_is_better: bool,
+    range: tuple[float, float],
+    category: str,
+    kind: str = "map",
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: record ``fn`` in :data:`METRICS` under ``name`` and return it unchanged.
+
+    ``variants`` maps further names to bound options (``{"iou_otsu": {"threshold": "otsu"}}``).
+    """
+
+    def record(fn: Callable[..., Any]) -> Callable[..., Any]:
+        base = Metric(name, fn, higher_is_better, range, category, kind)
+        for metric in [base] + [
+            replace(base, name=n, options=dict(o)) for n, o in (variants or {}).items()
+        ]:
+            if metric.name in METRICS:
+                raise ValueError(f"metric {metric.name!r} is already registered")
+            METRICS[metric.name] = metric
+        return fn
+
+    return record
+
+
+def get_metric(name: str) -> Metric:
+    """The registered metric ``name``; an unknown name raises ``KeyError`` with near matches."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, METRICS, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the shared, validated input
+
+
+class Ranked(NamedTuple):
+    """Each map sorted ascending with its AU mask (one row per sample).
+
+    ``values`` (B, N) the sorted map values; ``bits`` (B, N) bool the mask in that order;
+    ``inside`` (B, N) int32 the inclusive running count of mask pixels along it. The order within
+    a tie group is unspecified: users resolve ties by value.
+    """
+
+    values: torch.Tensor
+    bits: torch.Tensor
+    inside: torch.Tensor
+
+
+class MapBatch:
+    """``maps`` and ``heatmaps`` (B, H, W) checked once and flattened to (B, N) rows.
+
+    Floating inputs keep float32/float64 (the promotion of the two); half precision, integer and
+    bool inputs are computed in float32. ``usable`` (B,) is ``valid`` and every value of the
+    sample's map and heatmap finite; rows with a non-finite value are zeroed, so the shared
+    computations never see NaN, and :meth:`finish` returns NaN for them. ``map_low``,
+    ``map_high`` (B,) are each map's extremes. Derived tensors (masks, the per-row sort) are
+    cached per mask threshold.
+    """
+
+    def __init__(
+        self,
+        maps: torch.Tensor,
+        heatmaps: torch.Tensor,
+        valid: torch.Tensor | Iterable[bool] | None = None,
+    ):
+        check_tensor("maps", maps, 3, "(B, H, W)")
+        check_tensor("heatmaps", heatmaps, 3, "(B, H, W)")
+        if heatmaps.shape != maps.shape:
+            raise ValueError(
+                f"heatmaps must have the shape of maps {tuple(maps.shape)}, "
+                f"got {tuple(heatmaps.shape)}"
+            )
+        if heatmaps.device != maps.device:
+            raise ValueError(f"heatmaps are on {heatmaps.device} but maps on {maps.device}")
+        self.shape = tuple(maps.shape)
+        self.dtype = _compute_dtype(maps.dtype, heatmaps.dtype)
+        rows = maps.shape[0]
+        if maps.shape[1] * maps.shape[2] == 0:
+            raise ValueError(f"maps must have at least one pixel, got shape {tuple(maps.shape)}")
+        self.maps = maps.detach().flatten(1).to(self.dtype)  # scores are not differentiated
+        self.heatmaps = heatmaps.detach().flatten(1).to(self.dtype)
+        self.valid = check_valid(valid, rows, maps.device)
+        # per-row extremes: NaN and ±inf propagate to them, so they flag non-finite rows too
+        # (amin and amax: on CPU, two passes beat one aminmax several times over)
+        extremes = torch.stack(
+            [self.maps.amin(1), self.maps.amax(1), self.heatmaps.amin(1), self.heatmaps.amax(1)]
+        )
+        finite = extremes.isfinite().all(0)
+        self.usable = self.valid & finite
+        if not bool(finite.all()):
+            self.maps = torch.where(finite[:, None], self.maps, 0)
+            self.heatmaps = torch.where(finite[:, None], self.heatmaps, 0)
+            extremes = torch.where(finite, extremes, 0)
+        self.map_low, self.map_high, heat_low, heat_high = extremes
+        self._constant = (self.map_low == self.map_high, heat_low == heat_high)
+        self._cache: dict[tuple, Any] = {}
+
+    @classmethod
+    def of(
+        cls,
+        maps: torch.Tensor | MapBatch,
+        heatmaps: torch.Tensor | None,
+        valid: torch.Tensor | Iterable[bool] | None,
+    ) -> MapBatch:
+        """``maps`` itself when it is already a :class:`MapBatch`, else a new one."""
+        if isinstance(maps, MapBatch):
+            if heatmaps is not None or valid is not None:
+                raise ValueError("pass heatmaps and valid to MapBatch, not with a MapBatch")
+            return maps
+        if heatmaps is None:
+            raise ValueError("heatmaps (B, H, W) are required unless maps is a MapBatch")
+        return cls(maps, heatmaps, valid)
+
+    @property
+    def pixels(self) -> int:
+        """N, the pixels per map."""
+        return self.maps.shape[1]
+
+    def finish(self, scores: torch.Tensor, defined: torch.Tensor | None = None) -> torch.Tensor:
+        """``scores`` (B,) in the batch dtype, NaN where not usable or not ``defined``."""
+        keep = self.usable if defined is None else self.usable & defined
+        return torch.where(keep, scores.to(self.dtype), math.nan)
+
+    def cached(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once per ``key`` for this batch."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def mask(self, threshold: float) -> torch.Tensor:
+        """(B, N) bool AU region: ``heatmap >= threshold``."""
+        threshold = check_threshold("mask_threshold", threshold)
+        return self.cached(("mask", threshold), lambda: self.heatmaps >= threshold)
+
+    def mask_weights(self, threshold: float) -> torch.Tensor:
+        """(B, N) the AU region as 0/1 in the batch dtype (for sums and dot products, which
+        run faster in floating point than on bool tensors)."""
+        return self.cached(("weights", threshold), lambda: self.mask(threshold).to(self.dtype))
+
+    def mask_size(self, threshold: float) -> torch.Tensor:
+        """(B,) int64 pixels in the AU region (exact: float sums of 0/1 below 2^24)."""
+        return self.cached(("size", threshold), lambda: self.mask_weights(threshold).sum(1).long())
+
+    def inside_sum(self, values: torch.Tensor, threshold: float) -> torch.Tensor:
+        """(B,) sum of ``values`` (B, N) over the AU region."""
+        return torch.linalg.vecdot(values, self.mask_weights(threshold))
+
+    def positive_maps(self) -> torch.Tensor:
+        """(B, N) ``max(map, 0)``: the maps themselves when none is negative."""
+        negative = bool((self.map_low < 0).any())
+        return self.cached(("relu",), lambda: self.maps.clamp(min=0) if negative else self.maps)
+
+    def constant_maps(self) -> torch.Tensor:
+        """(B,) bool: the map takes a single value."""
+        return self._constant[0]
+
+    def constant_heatmaps(self) -> torch.Tensor:
+        """(B,) bool: the heatmap takes a single value."""
+        return self._constant[1]
+
+    def ranked(self, threshold: float) -> Ranked:
+        """Each map sorted with its mask (:class:`Ranked`), computed in row chunks and cached."""
+        return self.cached(("ranked", threshold), lambda: self._rank(self.mask(threshold)))
+
+    def _rank(self, mask: torch.Tensor) -> Ranked:
+        values = torch.empty_like(self.maps)
+        bits = torch.empty_like(mask)
+        for rows in row_chunks(*self.maps.shape):
+            ordered, perm = self.maps[rows].sort(dim=1)
+            values[rows] = ordered
+            bits[rows] = mask[rows].gather(1, perm)
+        return Ranked(values, bits, bits.cumsum(1, dtype=torch.int32))
+
+
+def score_maps(
+    maps: torch.Tensor,
+    heatmaps: torch.Tensor,
+    valid: torch.Tensor | Iterable[bool] | None = None,
+    names: Iterable[str] | None = None,
+    *,
+    mask_threshold: float = 0.5,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Several map metrics on one batch, sharing the checks, masks and the per-row sort.
+
+    ``names`` defaults to every registered metric of kind ``map``; ``mask_threshold`` goes to each
+    metric that binarises the heatmap; ``options`` maps a metric name to extra keywords.
+    Returns name → (B,) scores, exactly what each metric function returns on its own.
+    """
+    batch = MapBatch(maps, heatmaps, valid)
+    chosen = [n for n, m in METRICS.items() if m.kind == "map"] if names is None else list(names)
+    scores = {}
+    for name in chosen:
+        metric = get_metric(name)
+        if metric.kind != "map":
+            raise ValueError(f"metric {name!r} is of kind {metric.kind!r}, not a map metric")
+        extra = dict((options or {}).get(name, {}))
+        if metric.accepts("mask_threshold"):
+            extra.setdefault("mask_threshold", mask_threshold)
+        scores[name] = metric(batch, **extra)
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------
+# shared helpers
+
+
+def row_chunks(rows: int, width: int, budget: int | None = None) -> Iterator[slice]:
+    """Slices of whole rows holding about ``budget`` (default :data:`CHUNK_ELEMENTS`) elements
+    each, at least one row."""
+    budget = CHUNK_ELEMENTS if budget is None else budget
+    step = max(1, budget // max(width, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
+
+
+def check_valid(
+    valid: torch.Tensor | Iterable[bool] | None, rows: int, device: torch.device
+) -> torch.Tensor:
+    """(B,) bool on ``device``; None means every sample is valid."""
+    if valid is None:
+        return torch.ones(rows, dtype=torch.bool, device=device)
+    if not isinstance(valid, torch.Tensor):
+        valid = list(valid)
+        valid = torch.as_tensor(valid) if valid else torch.zeros(0, dtype=torch.bool)
+    flags = valid
+    if flags.dtype != torch.bool:
+        raise TypeError(f"valid must be a bool tensor of shape ({rows},), got dtype {flags.dtype}")
+    if flags.shape != (rows,):
+        raise ValueError(f"valid must have shape ({rows},), got {tuple(flags.shape)}")
+    return flags.to(device)
+
+
+def check_threshold(name: str, value: float, low: float = 0.0, high: float = 1.0) -> float:
+    """``value`` as a float in (low, high], else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value <= high:
+        raise ValueError(f"{name} must be a number in ({low}, {high}], got {value!r}")
+    return float(value)
+
+
+def check_tensor(name: str, value: Any, ndim: int, layout: str) -> None:
+    """A ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a real tensor of
+    ``ndim`` dimensions (``layout`` spells them out)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(value)}")
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have shape {layout}, got {tuple(value.shape)}")
+    if value.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {value.dtype}")
+
+
+def _compute_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """float64 if any input is float64, else float32."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(num / den, den != 0)``: the quotient with 0 where the denominator is 0, and where it
+    is defined (callers pass the flag to :meth:`MapBatch.finish`)."""
+    defined = den != 0
+    return num / torch.where(defined, den, 1), defined

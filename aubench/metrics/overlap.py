@@ -1,0 +1,241 @@
+"""Overlap of the binarised map with the AU region: IoU and Dice at a fixed threshold, at Otsu's
+threshold and at the best threshold, and pixel average precision (per sample; the dataset-level
+PxAP is :class:`aubench.metrics.streaming.PxAP`, from the same histograms).
+
+The AU region is ``heatmap >= mask_threshold``. The map is binarised as given, so fixed
+thresholds assume maps in [0, 1] (the house min-max normalisation). An empty AU region gives NaN;
+so does Otsu on a constant map. (The paper's segmentation code scores two empty masks 100; here
+an empty AU region has nothing to overlap, so it is undefined.)
+
+Threshold grids: level j of ``levels`` L is τ_j = j/L for j = 0..L, and a pixel is predicted at
+level j when ``m·L >= j`` (exact for the integer j; it equals ``m >= j/L`` up to the rounding of
+j/L). Maps below 0 are never predicted, maps above 1 always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from aubench.metrics.base import MapBatch, register, row_chunks, safe_ratio
+
+if TYPE_CHECKING:
+    from aubench.metrics.streaming import PxAP
+
+__all__ = [
+    "average_precision",
+    "dice",
+    "iou",
+    "level_counts",
+    "otsu_thresholds",
+    "pixel_ap",
+    "pxap_accumulator",
+]
+
+#: Histogram bins of Otsu's method (scikit-image's and the paper's default).
+OTSU_BINS = 256
+
+Threshold = float | Literal["otsu", "best"]
+
+
+@register(
+    "iou",
+    higher_is_better=True,
+    range=(0.0, 1.0),
+    category="overlap",
+    variants={"iou_otsu": {"threshold": "otsu"}, "iou_best": {"threshold": "best"}},
+)
+def iou(
+    maps: torch.Tensor | MapBatch,
+    heatmaps: torch.Tensor | None = None,
+    valid: torch.Tensor | Iterable[bool] | None = None,
+    *,
+    threshold: Threshold = 0.5,
+    mask_threshold: float = 0.5,
+    levels: int = 100,
+) -> torch.Tensor:
+    """Intersection over union ``|P ∩ G| / |P ∪ G|`` of the predicted region P and AU region G.
+
+    Args:
+        maps, heatmaps: (B, H, W); maps in [0, 1] for fixed thresholds.
+        valid: (B,) bool, None for all.
+        threshold: ``P = {m >= threshold}`` for a number in [0, 1]; ``"otsu"``: ``P = {m > t}``
+            with t Otsu's threshold of the map (256 bins over [min, max], scikit-image's
+            ``threshold_otsu`` convention); ``"best"``: the maximum over the ``levels`` grid
+            (an oracle threshold per sample, see the module docstring).
+        mask_threshold: G = ``heatmap >= mask_threshold``.
+        levels: grid size for ``"best"``.
+
+    Returns:
+        (B,) in [0, 1]; NaN for invalid samples, empty AU regions, and constant maps at Otsu.
+    """
+    return _overlap(MapBatch.of(maps, heatmaps, valid), threshold, mask_threshold, levels, False)
+
+
+@register(
+    "dice",
+    higher_is_better=True,
+    range=(0.0, 1.0),
+    category="overlap",
+    variants={"dice_otsu": {"threshold": "otsu"}, "dice_best": {"threshold": "best"}},
+)
+def dice(
+    maps: torch.Tensor | MapBatch,
+    heatmaps: torch.Tensor | None = None,
+    valid: torch.Tensor | Iterable[bool] | None = None,
+    *,
+    threshold: Threshold = 0.5,
+    mask_threshold: float = 0.5,
+    levels: int = 100,
+) -> torch.Tensor:
+    """Dice coefficient ``2 |P ∩ G| / (|P| + |G|)``; arguments and NaN cases as :func:`iou`.
+
+    Returns (B,) in [0, 1] (the paper's segmentation code reports ×100).
+    """
+    return _overlap(MapBatch.of(maps, heatmaps, valid), threshold, mask_threshold, levels, True)
+
+
+@register("pixel_ap", higher_is_better=True, range=(0.0, 1.0), category="overlap")
+def pixel_ap(
+    maps: torch.Tensor | MapBatch,
+    heatmaps: torch.Tensor | None = None,
+    valid: torch.Tensor | Iterable[bool] | None = None,
+    *,
+    mask_threshold: float = 0.5,
+    levels: int = 1000,
+) -> torch.Tensor:
+    """Per-image pixel average precision of the map as a detector of the AU region.
+
+    ``AP = Σ_j P_j (R_j − R_{j+1})`` over the grid levels j = L..0 from the highest threshold
+    down (R_{L+1} = 0), with ``P_j = TP_j / (TP_j + FP_j)`` and ``R_j = TP_j / |G|``; levels
+    where nothing is predicted are skipped. This is wsolevaluation's PxAP formula (thresholds
+    0, 0.001, …, 1 at the default ``levels=1000``) applied to one image, in [0, 1] rather than
+    ×100. (B, H, W) → (B,); NaN for invalid samples and empty AU regions.
+    """
+    batch = MapBatch.of(maps, heatmaps, valid)
+    tp, predicted = _level_curves(batch, mask_threshold, levels)
+    size = batch.mask_size(mask_threshold)
+    return batch.finish(average_precision(tp, predicted, size), size > 0)
+
+
+@register("pxap", higher_is_better=True, range=(0.0, 1.0), category="overlap", kind="dataset")
+def pxap_accumulator(levels: int = 1000, mask_threshold: float = 0.5) -> PxAP:
+    """A new dataset-level :class:`~aubench.metrics.streaming.PxAP` accumulator (the registry's
+    ``"pxap"``; torchmetrics is imported on first use)."""
+    from aubench.metrics.streaming import PxAP
+
+    return PxAP(levels=levels, mask_threshold=mask_threshold)
+
+
+def level_counts(values: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
+    """Histogram (R, L + 2, 2) int64 of ``clamp(floor(v·L), −1, L) + 1`` per row, split by the
+    mask bit (index 0 outside, 1 inside). ``values``, ``mask``: (R, N)."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be a positive int, got {levels!r}")
+    rows, _ = values.shape
+    bins = levels + 2
+    counts = torch.empty(rows, bins * 2, dtype=torch.int64, device=values.device)
+    for part in row_chunks(*values.shape):
+        index = (values[part] * levels).floor_().clamp_(-1, levels).to(torch.int64) + 1
+        index = index * 2 + mask[part]
+        index += torch.arange(part.stop - part.start, device=values.device)[:, None] * (bins * 2)
+        flat = torch.bincount(index.view(-1), minlength=(part.stop - part.start) * bins * 2)
+        counts[part] = flat.view(-1, bins * 2)
+    return counts.view(rows, bins, 2)
+
+
+def average_precision(
+    tp: torch.Tensor, predicted: torch.Tensor, positives: torch.Tensor
+) -> torch.Tensor:
+    """``Σ_j P_j (R_j − R_{j+1})`` from counts per level j = 0..L (ascending thresholds).
+
+    ``tp``, ``predicted`` (…, L + 1): true positives and predicted pixels at each level;
+    ``positives`` (…): |G|. Float64; NaN where ``positives`` is 0.
+    """
+    tp, predicted = tp.flip(-1).double(), predicted.flip(-1).double()
+    recall = tp / positives.double().unsqueeze(-1)
+    gain = torch.diff(recall, dim=-1, prepend=torch.zeros_like(recall[..., :1]))
+    precision, defined = safe_ratio(tp, predicted)
+    return torch.where(defined, precision * gain, 0).sum(-1)
+
+
+def otsu_thresholds(values: torch.Tensor) -> torch.Tensor:
+    """Otsu's threshold (R,) float64 of each row of ``values`` (R, N).
+
+    256 equal bins over the row's [min, max]; the threshold is the centre of bin t, the first
+    maximiser of the between-class variance ``w₁ w₂ (μ₁ − μ₂)²`` of the split after bin t, as
+    scikit-image's ``threshold_otsu`` (foreground ``v > t``). The variance is evaluated as
+    ``(k₁ w₂ − k₂ w₁)² / (w₁ w₂)`` with w the class counts and k their sums of doubled bin
+    indices (exact integers), so exactly tied splits (quantised maps) resolve to the first one
+    reproducibly; scikit-image's floating sums may pick another of them. Constant rows return
+    their value.
+    """
+    rows, _ = values.shape
+    low, high = values.aminmax(dim=1)
+    low, span = low.double(), high.double() - low.double()
+    scale = OTSU_BINS / torch.where(span > 0, span, 1)
+    hist = torch.empty(rows, OTSU_BINS, dtype=torch.int64, device=values.device)
+    for part in row_chunks(*values.shape):
+        n = part.stop - part.start
+        scaled = (values[part].double() - low[part, None]) * scale[part, None]
+        index = scaled.floor_().clamp_(0, OTSU_BINS - 1).to(torch.int64)
+        index += torch.arange(n, device=values.device)[:, None] * OTSU_BINS
+        hist[part] = torch.bincount(index.view(-1), minlength=n * OTSU_BINS).view(n, OTSU_BINS)
+    doubled = 2 * torch.arange(OTSU_BINS, device=values.device) + 1  # 2 × (bin index + ½)
+    count1 = hist.cumsum(1)[:, :-1]
+    sum1 = (hist * doubled).cumsum(1)[:, :-1]
+    count2 = hist.sum(1, keepdim=True) - count1
+    sum2 = (hist * doubled).sum(1, keepdim=True) - sum1
+    spread = (sum1 * count2 - sum2 * count1).double()
+    between = spread**2 / (count1 * count2).double()
+    best = between.nan_to_num(-1.0).argmax(1)
+    threshold = low + (best.double() + 0.5) * (span / OTSU_BINS)
+    return torch.where(span > 0, threshold, low)
+
+
+def _overlap(
+    batch: MapBatch, threshold: Threshold, mask_threshold: float, levels: int, is_dice: bool
+) -> torch.Tensor:
+    size = batch.mask_size(mask_threshold)
+    defined = size > 0
+    if threshold == "best":
+        tp, predicted = _level_curves(batch, mask_threshold, levels)
+        score = _overlap_score(tp, predicted, size[:, None], is_dice).amax(1)
+        return batch.finish(score, defined)
+    if threshold == "otsu":
+        predicted = batch.maps > otsu_thresholds(batch.maps)[:, None]
+        defined &= ~batch.constant_maps()
+    elif (
+        isinstance(threshold, int | float)
+        and not isinstance(threshold, bool)
+        and 0 <= threshold <= 1
+    ):
+        predicted = batch.maps >= threshold
+    else:
+        raise ValueError(f"threshold must be in [0, 1], 'otsu' or 'best', got {threshold!r}")
+    inter = (predicted & batch.mask(mask_threshold)).sum(1)
+    score = _overlap_score(inter, predicted.sum(1), size, is_dice)
+    return batch.finish(score, defined)
+
+
+def _overlap_score(
+    inter: torch.Tensor, predicted: torch.Tensor, size: torch.Tensor, is_dice: bool
+) -> torch.Tensor:
+    """IoU ``i / (p + g − i)`` or Dice ``2i / (p + g)`` from counts (float64; 0 for 0/0)."""
+    inter, total = inter.double(), (predicted + size).double()
+    score, _ = safe_ratio(2 * inter, total) if is_dice else safe_ratio(inter, total - inter)
+    return score
+
+
+def _level_curves(
+    batch: MapBatch, mask_threshold: float, levels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """True positives and predicted pixels (B, L + 1) at levels j = 0..L."""
+    counts = batch.cached(
+        ("levels", mask_threshold, levels),
+        lambda: level_counts(batch.maps, batch.mask(mask_threshold), levels),
+    )
+    at_least = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # pixels with bin >= j + 1, j = 0..L
+    return at_least[..., 1], at_least.sum(-1)
