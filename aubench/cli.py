@@ -1,6 +1,8 @@
 """The ``aubench`` command line.
 
-Commands: ``synth`` (export the built-in synthetic AU faces with a preview grid) and ``list``
+Commands: ``synth`` (export the built-in synthetic AU faces with a preview grid), ``train``
+(baseline or AU-guided training, see :mod:`aubench.train`), ``landmarks`` (compute and cache
+68 landmarks for a dataset, see :mod:`aubench.landmarks.cache`) and ``list``
 (codebooks, region models, expressions, action units, a model's layers). Errors in user input
 exit with status 2 and one line naming the problem.
 """
@@ -47,6 +49,12 @@ def _list(args: argparse.Namespace) -> None:
     elif args.what == "expressions":
         for label, expression in enumerate(EXPRESSIONS):
             print(f"{label}  {expression}")
+    elif args.what == "suites":
+        from aubench.bench.suite import list_suites, load_suite
+
+        for name in list_suites():
+            description = " ".join(load_suite(name).description.split())
+            print(f"{name:<14} {description}")
     elif args.what == "aus":
         for au, name in AU_NAMES.items():
             print(f"AU{au:<3} {name}")
@@ -66,6 +74,138 @@ def _list_layers(args: argparse.Namespace) -> None:
         grid = "" if info.spatial is None else f"  grid {info.spatial[0]}×{info.spatial[1]}"
         shape = "×".join(str(n) for n in info.shape[1:])
         print(f"{info.name:<32} {stage:>5}  {info.kind:<20} {shape}{grid}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    import os
+
+    from aubench.train import TrainingInterrupted, config_from_arguments, fit
+
+    config = config_from_arguments(args)
+    if args.dump_config:
+        print(config.to_yaml(), end="")
+        return
+    try:
+        summary = fit(
+            config,
+            out=args.out,
+            device=args.device,
+            workers=args.workers,
+            progress=not args.quiet,
+            stop_after_steps=args.stop_after_steps,
+        )
+    except TrainingInterrupted as stop:
+        print(f"aubench train: {stop}", file=sys.stderr)
+        raise SystemExit(3) from None
+    if os.environ.get("RANK", "0") == "0":
+        best = summary["best"] or {}
+        shown = {k: best[k] for k in best if k.endswith(("_acc", "_att_cos"))}
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
+        print(
+            f"trained {summary['run']} (config {summary['config_hash']}); "
+            f"best epoch {summary['best_epoch']}: {scores}"
+        )
+
+
+def _landmarks(args: argparse.Namespace) -> None:
+    from aubench.data.registry import open_dataset, parse_data_spec
+    from aubench.landmarks.base import get_backend
+    from aubench.landmarks.cache import compute_landmarks, summary
+
+    if parse_data_spec(args.data)[0] == "synthetic":
+        raise ValueError("synthetic faces carry exact landmarks; there is nothing to compute")
+    dataset = open_dataset(args.data, "all", landmarks="none")
+    if args.backend == "dataset":
+        options = {"source": args.source or dataset}
+    elif args.backend == "face-alignment":
+        options = {"face_box": args.face_box or "image", "device": args.device}
+    else:
+        options = {"min_score": args.min_score, "upsample": args.upsample}
+        options["face_box"] = args.face_box or "detect"
+    try:
+        backend = get_backend(args.backend, **options)
+    except ImportError as err:
+        print(f"aubench landmarks: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    cache = compute_landmarks(
+        dataset,
+        backend,
+        overwrite=args.overwrite,
+        checkpoint_every=args.checkpoint_every,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(f"{dataset.name} ({len(dataset)} images): {summary(cache)}")
+    print(f"cache: {cache.path}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from aubench.bench.runner import describe_plan, run_suite
+    from aubench.bench.suite import load_suite
+    from aubench.bench.summary import headline
+
+    overrides = list(args.set or [])
+    if args.data:
+        overrides.append(f"data={args.data}")
+    suite = load_suite(args.suite, overrides)
+    if args.dry_run:
+        print(describe_plan(suite, args.runs_root))
+        return
+    index, count = _parse_shard(args.shard)
+    run = run_suite(
+        suite,
+        out=args.out,
+        runs_root=args.runs_root,
+        device=args.device,
+        shard=(index, count),
+        progress=not args.quiet,
+    )
+    if not (run / "results.parquet").is_file():
+        print(f"shard {index}/{count} done; results are assembled when every shard has finished")
+        return
+    from aubench.report import write_report
+
+    report = write_report(run)
+    print(headline(run))
+    print(f"results: {run}\nreport:  {report / 'report.md'}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from aubench.report.build import write_report
+
+    def names(text: str | None) -> list[str] | None:
+        return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
+    out = write_report(
+        args.run,
+        out=args.out,
+        metrics=names(args.metrics),
+        ci=args.ci,
+        split=args.split,
+        variants=names(args.variants),
+    )
+    tables = len(list((out / "tables").glob("*.tex")))
+    figures = len(list((out / "figures").glob("*.png")))
+    print(f"wrote {out / 'report.md'}, {tables} LaTeX tables and {figures} figures (PNG + PDF)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from aubench.bench.check import check_run, update_baseline
+
+    if args.update_baseline:
+        path = update_baseline(args.run, args.baseline)
+        print(f"wrote baseline {path}")
+        return 0
+    result = check_run(args.run, args.baseline)
+    print(result.describe())
+    return 0 if result.ok else 1
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not int(index) < int(count):
+        raise ValueError(f"--shard {text!r}: expected i/n with 0 ≤ i < n, e.g. 0/4")
+    return int(index), int(count)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,29 +232,140 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_synth)
 
+    run = commands.add_parser(
+        "run", help="run a suite: train what is missing, evaluate every cell, write results"
+    )
+    run.add_argument("--suite", required=True, help="built-in suite name or a suite YAML file")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a suite field (repeatable)"
+    )
+    run.add_argument("--data", help="dataset spec NAME:PATH (overrides the suite's data)")
+    run.add_argument("--out", help="run folder (default runs/<suite>-<hash>)")
+    run.add_argument("--runs-root", default="runs", help="where runs and trained models live")
+    run.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the suite's, auto)")
+    run.add_argument("--shard", default="0/1", help="evaluate cells i, i+n, … only (i/n)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check", help="compare a run with a committed baseline; exit 1 on a regression"
+    )
+    check.add_argument("run", help="run folder (holding results.parquet and manifest.json)")
+    check.add_argument("--baseline", required=True, help="baseline JSON file")
+    check.add_argument(
+        "--update-baseline", action="store_true", help="rewrite the baseline from this run"
+    )
+    check.set_defaults(handler=_check)
+
     listing = commands.add_parser(
         "list", help="list codebooks, region models, expressions, AUs, or a model's layers"
     )
-    listing.add_argument("what", choices=["codebooks", "regions", "expressions", "aus", "layers"])
+    listing.add_argument(
+        "what", choices=["codebooks", "regions", "expressions", "aus", "layers", "suites"]
+    )
     listing.add_argument("model", nargs="?", help="timm model name (for `list layers`)")
     listing.add_argument("--size", type=int, default=224, help="input side in px (layers; 224)")
     listing.add_argument(
         "--depth", type=int, default=2, help="module-name depth shown (layers; default 2)"
     )
     listing.set_defaults(handler=_list)
+
+    from aubench.train.config import add_config_arguments
+
+    train = commands.add_parser(
+        "train",
+        help="train a baseline or AU-guided classifier (resumable; torchrun for DDP)",
+        description="Train a classifier, optionally aligning a layer's attention with the AU "
+        "heatmaps (--guided). Re-running the same command resumes the run. Distributed: "
+        "torchrun --nproc_per_node N -m aubench train ...",
+    )
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--config", help="YAML config file (flags below override it)")
+    start.add_argument(
+        "--preset",
+        choices=["small", "paper"],
+        help="named config: small (default; synthetic faces on a CPU in minutes) or paper "
+        "(Belharbi et al.'s recipe; give --data and --pretrained)",
+    )
+    train.add_argument("--out", help="run folder (default: runs/<model>-<baseline|guided>-<hash>)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    train.add_argument("--workers", type=int, default=0, help="DataLoader workers per process (0)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--dump-config", action="store_true", help="print the resolved config as YAML and exit"
+    )
+    train.add_argument(
+        "--stop-after-steps",
+        type=int,
+        help="testing: stop as if killed after N steps of this invocation (exit status 3)",
+    )
+    add_config_arguments(train)
+    train.set_defaults(handler=_train)
+
+    marks = commands.add_parser(
+        "landmarks",
+        help="compute and cache 68 landmarks for a whole dataset (resumable)",
+        description="Detect 68 landmarks for every image of a dataset and cache them under "
+        "$AUBENCH_CACHE (default ~/.cache/aubench); datasets opened with landmarks='auto' pick "
+        "them up. Re-running resumes; failures are counted by reason.",
+    )
+    marks.add_argument("--data", required=True, help="NAME:PATH, e.g. rafdb:/data/RAF-DB")
+    marks.add_argument(
+        "--backend", default="dlib", choices=["dlib", "face-alignment", "dataset"], help="(dlib)"
+    )
+    marks.add_argument(
+        "--face-box",
+        choices=["detect", "image"],
+        help="detect faces, or use the whole image as the face (default: dlib detect, "
+        "face-alignment image)",
+    )
+    marks.add_argument(
+        "--min-score", type=float, default=0.0, help="dlib: lowest detection score kept (0)"
+    )
+    marks.add_argument("--upsample", type=int, default=1, help="dlib: detector upsampling (1)")
+    marks.add_argument("--device", default="cpu", help="face-alignment: torch device (cpu)")
+    marks.add_argument(
+        "--from", dest="source", help="dataset backend: a landmarks.txt instead of the shipped ones"
+    )
+    marks.add_argument("--workers", type=int, default=0, help="detector processes (0: in-process)")
+    marks.add_argument(
+        "--checkpoint-every", type=float, default=60.0, help="seconds between saves (60)"
+    )
+    marks.add_argument("--overwrite", action="store_true", help="recompute an existing cache")
+    marks.add_argument("--quiet", action="store_true", help="no progress bar")
+    marks.set_defaults(handler=_landmarks)
+
+    report = commands.add_parser(
+        "report",
+        help="LaTeX tables, figures and a Markdown summary of a run folder",
+        description="Write RUN/report/: tables/*.tex (booktabs), figures/*.png|pdf and "
+        "report.md, from the run's results alone (no model is loaded).",
+    )
+    report.add_argument("run", help="run folder (results.parquet, manifest.json, per_image/ …)")
+    report.add_argument("--out", help="output folder (default RUN/report)")
+    report.add_argument(
+        "--metrics", help="comma-separated map metrics of the main table (default cosine)"
+    )
+    report.add_argument("--ci", action="store_true", help="show bootstrap 95%% CIs in tables")
+    report.add_argument("--split", help="split to report (default test, or the only one)")
+    report.add_argument("--variants", help="comma-separated variants to show (default all)")
+    report.set_defaults(handler=_report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code = 0
     try:
-        args.handler(args)
+        code = args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
         print(f"aubench {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a pager or `head` that stopped reading
         sys.stderr.close()
+        code = 0
     except KeyboardInterrupt:
         print(f"aubench {args.command}: interrupted (finished work is kept)", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -1,0 +1,338 @@
+"""One streaming evaluation pass of a trained model over one split: every explainer × layer ×
+metric of a suite, batched on the chosen device.
+
+Per batch: the eval transform's images (resized, ImageNet-normalised), their AU heatmaps and
+validity reasons rebuilt from the landmarks (the training config's region model and codebook),
+one forward for the predictions, one :func:`aubench.explain.explain` call for all methods and
+controls (the gradient family and attention share one forward and one backward pass), each map
+post-processed by its explainer's default steps (ReLU where the method defines one, bilinear
+resize to the heatmap size, per-map min-max), then every metric of the suite on the batch.
+
+Per-image scores accumulate as float32 arrays (one value per image, method, layer and metric);
+the per-class aggregation with bootstrap CIs (:func:`aubench.metrics.aggregate`) follows the
+pass. A few faces per class are kept, with their heatmaps and maps, for the report's figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from aubench.bench.results import CLASSIFIER
+from aubench.data.synthetic import IMAGENET_MEAN, IMAGENET_STD
+from aubench.data.transforms import EvalTransform, TransformedDataset
+from aubench.explain import explain, get_explainer
+from aubench.explain.postprocess import default_postprocess
+from aubench.faces.codebook import EXPRESSIONS
+from aubench.faces.heatmaps import InvalidReason, au_heatmaps, invalid_reasons, per_au_heatmaps
+from aubench.metrics import METRICS, aggregate, per_au_energy, score_maps
+from aubench.models import create, resolve_layers
+from aubench.train.checkpoint import load_checkpoint
+from aubench.train.config import TrainConfig
+from aubench.train.trainer import open_split
+
+#: How control explainers are named in results tables.
+CONTROL_PREFIX = "control:"
+UNDEFINED = "undefined"
+
+
+def method_label(name: str, controls: Sequence[str]) -> str:
+    """The results-table name of explainer ``name`` (controls get the ``control:`` prefix, and
+    ``generic-face`` is shown as ``control:generic``)."""
+    if name not in controls:
+        return name
+    return CONTROL_PREFIX + name.removesuffix("-face")
+
+
+def load_trained(run_dir: Path, device: torch.device) -> tuple[torch.nn.Module, TrainConfig, int]:
+    """The best checkpoint of training run ``run_dir``: (model in eval mode, config, classes)."""
+    state = load_checkpoint(run_dir / "best.pt", map_location=device)
+    config = TrainConfig.from_dict(state["config"], str(run_dir / "best.pt"))
+    num_classes = state["model"][_head_bias_key(state["model"])].shape[0]
+    model = create(config.model, num_classes, img_size=config.size, large_maps=config.large_maps)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), config, num_classes
+
+
+def _head_bias_key(weights: dict) -> str:
+    return [key for key, value in weights.items() if key.endswith("bias") and value.dim() == 1][-1]
+
+
+@dataclass
+class CellScores:
+    """Per-image scores of one evaluated cell: ``values[(method, layer, metric)]`` (N,) float32."""
+
+    ids: list[str] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    reasons: list[np.ndarray] = field(default_factory=list)
+    preds: list[np.ndarray] = field(default_factory=list)
+    values: dict[tuple[str, str, str], list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, key: tuple[str, str, str], scores: torch.Tensor) -> None:
+        self.values.setdefault(key, []).append(scores.detach().float().cpu().numpy())
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        cat = np.concatenate
+        values = {key: cat(parts) for key, parts in self.values.items()}
+        return cat(self.labels), cat(self.reasons), cat(self.preds), values
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    *,
+    split: str,
+    explainers: Sequence[str],
+    controls: Sequence[str],
+    layers: Sequence[str],
+    metrics: Sequence[str],
+    batch_size: int = 64,
+    target: str = "gt",
+    max_images: int | None = None,
+    samples_per_class: int = 2,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[CellScores, dict[str, np.ndarray]]:
+    """Score ``model`` on ``split`` of ``config.data``; returns the scores and the sample arrays
+    (see :mod:`aubench.bench.results` for the sample keys)."""
+    device = torch.device(device)
+    data = TransformedDataset(open_split(config, split), EvalTransform(config.size), config.seed)
+    if max_images is not None and max_images < len(data):
+        data = Subset(data, range(max_images))
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    names = resolve_layers(model, list(layers))
+    # one instance per method for the whole pass: the random control's generator advances
+    methods = [get_explainer(name) for name in [*explainers, *controls]]
+    steps = {m.name: default_postprocess(m, (config.size, config.size)) for m in methods}
+    map_metrics = [m for m in metrics if METRICS[m].kind == "map"]
+    model_metrics = [m for m in metrics if METRICS[m].kind == "model"]
+    per_au = [m for m in metrics if METRICS[m].kind == "per_au"]
+    scores = CellScores()
+    samples = _SampleKeeper(samples_per_class, len(EXPRESSIONS))
+    for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
+        images = batch["image"].to(device)
+        labels = batch["label"].to(device)
+        landmarks = batch["landmarks"].to(device)
+        size = tuple(images.shape[-2:])
+        heatmaps, valid = au_heatmaps(landmarks, labels, size, config.codebook, config.regions)
+        reasons = invalid_reasons(landmarks, labels, valid, config.codebook, config.regions)
+        with torch.no_grad():
+            preds = model(images).argmax(1)
+        targets = labels if target == "gt" else preds
+        maps = explain(model, images, targets, names, methods, landmarks=landmarks)
+        scores.ids.extend(batch["id"])
+        scores.labels.append(labels.cpu().numpy())
+        scores.reasons.append(reasons.cpu().numpy())
+        scores.preds.append(preds.cpu().numpy())
+        kept = samples.select(labels)
+        if kept.numel():
+            samples.add_faces(images[kept], heatmaps[kept], labels[kept], batch["id"], kept)
+        for method, per_layer in maps.items():
+            label = method_label(method, controls)
+            for layer, raw in per_layer.items():
+                normalised = steps[method](raw.float())
+                if kept.numel():
+                    samples.add_map(label, layer, normalised[kept])
+                for metric, values in score_maps(normalised, heatmaps, valid, map_metrics).items():
+                    scores.add((label, layer, metric), values)
+                for metric in model_metrics:
+                    if metric == "au_occlusion":
+                        values = METRICS[metric](model, images, heatmaps, targets, valid)
+                    else:
+                        values = METRICS[metric](model, images, normalised, targets, valid)
+                    scores.add((label, layer, metric), values)
+                if per_au:
+                    _add_per_au(scores, label, layer, normalised, landmarks, labels, valid, config)
+    return scores, samples.arrays()
+
+
+def _add_per_au(scores, label, layer, maps, landmarks, labels, valid, config) -> None:
+    """``au_energy:AU<k>``: share of the map's energy inside AU k's region, for each AU of the
+    codebook (the region is empty, so the share 0 or NaN, for classes without AU k)."""
+    size = tuple(maps.shape[-2:])
+    regions, aus = per_au_heatmaps(landmarks, labels, size, config.codebook, config.regions)
+    shares = per_au_energy(maps, regions, valid)
+    for k, au in enumerate(aus):
+        scores.add((label, layer, f"au_energy:AU{au}"), shares[:, k])
+
+
+class _SampleKeeper:
+    """The first ``per_class`` faces of each class seen, with their heatmaps and maps."""
+
+    def __init__(self, per_class: int, num_classes: int) -> None:
+        self.per_class = per_class
+        self.counts = np.zeros(num_classes + 1, dtype=int)
+        self.faces: dict[str, list[np.ndarray]] = {
+            "images": [],
+            "heatmaps": [],
+            "labels": [],
+            "ids": [],
+        }
+        self.maps: dict[str, list[np.ndarray]] = {}
+
+    def select(self, labels: torch.Tensor) -> torch.Tensor:
+        picked = []
+        for i, label in enumerate(labels.tolist()):
+            if self.counts[label] < self.per_class:
+                self.counts[label] += 1
+                picked.append(i)
+        return torch.tensor(picked, dtype=torch.long, device=labels.device)
+
+    def add_faces(self, images, heatmaps, labels, ids, kept) -> None:
+        mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        rgb = ((images * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+        self.faces["images"].append(rgb.permute(0, 2, 3, 1).cpu().numpy())
+        self.faces["heatmaps"].append(heatmaps.half().cpu().numpy())
+        self.faces["labels"].append(labels.cpu().numpy())
+        self.faces["ids"].append(np.array([ids[i] for i in kept.tolist()]))
+
+    def add_map(self, method: str, layer: str, maps: torch.Tensor) -> None:
+        self.maps.setdefault(f"map|{method}|{layer}", []).append(maps.half().cpu().numpy())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if not self.faces["images"]:
+            return {}
+        out = {key: np.concatenate(parts) for key, parts in self.faces.items()}
+        out.update({key: np.concatenate(parts) for key, parts in self.maps.items()})
+        return out
+
+
+def per_image_table(scores: CellScores, cell: dict) -> pd.DataFrame:
+    """The per-image long table of one cell (columns of :data:`PER_IMAGE_COLUMNS`)."""
+    labels, reasons, preds, values = scores.arrays()
+    reason_names = np.array([r.name.lower().replace("_", "-") for r in InvalidReason])
+    base = reason_names[reasons]
+    frames = [_frame(cell, scores.ids, labels, CLASSIFIER, "", "pred", preds.astype(float), base)]
+    for (method, layer, metric), value in values.items():
+        reason = np.where((base == "valid") & ~np.isfinite(value), UNDEFINED, base)
+        frames.append(_frame(cell, scores.ids, labels, method, layer, metric, value, reason))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _frame(cell, ids, labels, method, layer, metric, values, reasons) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            **{key: cell[key] for key in ("model", "variant", "seed", "split")},
+            "id": ids,
+            "label": labels,
+            "method": method,
+            "layer": layer,
+            "metric": metric,
+            "value": values,
+            "reason": reasons,
+        }
+    )
+
+
+def aggregate_cell(
+    scores: CellScores, cell: dict, n_boot: int, fill_undefined: float | None, seed: int = 0
+) -> pd.DataFrame:
+    """The results rows of one cell: accuracy, then every (method, layer, metric) per class,
+    macro over non-neutral classes and image-level mean, with bootstrap CIs."""
+    labels, reasons, preds, values = scores.arrays()
+    num_classes = len(EXPRESSIONS)
+    rows = []
+    correct = (preds == labels).astype(float) * 100.0
+    rows.append(
+        _row(
+            cell, CLASSIFIER, "", "accuracy", "all", correct.mean(), np.nan, np.nan, len(correct), 0
+        )
+    )
+    for c in range(num_classes):
+        mask = labels == c
+        if mask.any():
+            rows.append(
+                _row(
+                    cell,
+                    CLASSIFIER,
+                    "",
+                    "accuracy",
+                    EXPRESSIONS[c],
+                    correct[mask].mean(),
+                    np.nan,
+                    np.nan,
+                    int(mask.sum()),
+                    0,
+                )
+            )
+    valid = reasons == 0
+    for (method, layer, metric), value in values.items():
+        result = aggregate(
+            torch.from_numpy(value),
+            torch.from_numpy(labels).long(),
+            torch.from_numpy(valid),
+            torch.from_numpy(reasons).long(),
+            num_classes=num_classes,
+            fill_undefined=fill_undefined,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        excluded = sum(result.excluded.values())
+        for c in range(num_classes):
+            n = int(result.per_class_n[c])
+            if n:
+                low, high = result.per_class_ci[c].tolist()
+                rows.append(
+                    _row(
+                        cell,
+                        method,
+                        layer,
+                        metric,
+                        EXPRESSIONS[c],
+                        float(result.per_class[c]),
+                        low,
+                        high,
+                        n,
+                        0,
+                    )
+                )
+        rows.append(
+            _row(
+                cell,
+                method,
+                layer,
+                metric,
+                "macro",
+                result.macro,
+                *result.macro_ci,
+                result.n_scored,
+                excluded,
+            )
+        )
+        rows.append(
+            _row(
+                cell,
+                method,
+                layer,
+                metric,
+                "all",
+                result.image_mean,
+                *result.image_ci,
+                result.n_scored,
+                excluded,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def _row(cell, method, layer, metric, cls, value, low, high, n, excluded) -> dict:
+    return {
+        **{key: cell[key] for key in ("suite", "model", "variant", "seed", "split")},
+        "method": method,
+        "layer": layer,
+        "metric": metric,
+        "class": cls,
+        "value": float(value),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "n": int(n),
+        "n_excluded": int(excluded),
+    }

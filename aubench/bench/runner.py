@@ -1,0 +1,295 @@
+"""``aubench run``: plan a suite, train what is missing, evaluate every cell, write the results.
+
+A *training run* is one (model, variant, seed): its :class:`~aubench.train.config.TrainConfig`
+hash names its folder ``<runs_root>/models/<model>-<baseline|guided>-<hash>``, so a model
+trained once is reused by every suite that asks for the same config. An *evaluation cell* is one
+training run scored on the suite's split; its aggregated rows (``cells/<cell>.parquet``), its
+per-image scores (``per_image/<cell>.parquet``) and its sample faces are written atomically when
+it finishes, so an interrupted run, restarted, skips finished cells and loses nothing.
+``--shard i/n`` evaluates only cells ``i, i + n, …`` (all shards share the run folder); the
+results table is assembled once every cell is present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from aubench.bench.evaluate import aggregate_cell, evaluate_model, load_trained, per_image_table
+from aubench.bench.results import (
+    RESULT_COLUMNS,
+    per_image_file,
+    sample_file,
+    write_manifest,
+    write_per_image,
+    write_results,
+    write_samples,
+)
+from aubench.bench.suite import Suite
+from aubench.io import write_atomic
+from aubench.metrics import METRICS
+from aubench.models import create, resolve_layers
+from aubench.train.config import TrainConfig
+from aubench.train.trainer import fit
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (model, variant, seed) trained by ``config`` and evaluated on ``split``."""
+
+    model: str
+    variant: str
+    seed: int
+    split: str
+    config: TrainConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}__{self.variant}__{self.seed}__{self.split}"
+
+    def as_dict(self, suite: str) -> dict:
+        return {
+            "suite": suite,
+            "model": self.model,
+            "variant": self.variant,
+            "seed": self.seed,
+            "split": self.split,
+        }
+
+
+def plan(suite: Suite) -> list[Cell]:
+    """Every evaluation cell of ``suite``, in a fixed order (models, variants, seeds)."""
+    return [
+        Cell(model, variant.name, seed, suite.eval.split, suite.train_config(model, variant, seed))
+        for model in suite.models
+        for variant in suite.variants
+        for seed in suite.seeds
+    ]
+
+
+def suite_hash(suite: Suite) -> str:
+    """12 hex digits identifying the resolved suite (the default run folder's suffix)."""
+    text = json.dumps(suite.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def describe_plan(suite: Suite, runs_root: Path) -> str:
+    """The dry-run text: models to train (cached or not), cells to evaluate, estimated work."""
+    cells = plan(suite)
+    lines = [f"suite {suite.name} ({suite_hash(suite)}): {len(cells)} cells"]
+    to_train = 0
+    for cell in cells:
+        folder = model_dir(runs_root, cell.config)
+        cached = (folder / "best.pt").is_file()
+        to_train += not cached
+        state = "cached" if cached else f"train {cell.config.epochs} epochs"
+        lines.append(f"  {cell.key:<48} {state:<18} {folder}")
+    maps = len(suite.explainers) + len(suite.controls)
+    per_image = maps * len(suite.layers) * len(suite.metrics)
+    images = suite.eval.max_images or "all"
+    lines.append(
+        f"work: {to_train} model(s) to train; per cell {maps} map producers × "
+        f"{len(suite.layers)} layer(s) × {len(suite.metrics)} metric(s) = {per_image} scores per "
+        f"image on {images} {suite.eval.split} images"
+    )
+    return "\n".join(lines)
+
+
+def model_dir(runs_root: Path, config: TrainConfig) -> Path:
+    return Path(runs_root) / "models" / config.run_name()
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    out: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    device: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> Path:
+    """Run ``suite`` (see the module doc) and return the run folder."""
+    runs_root = Path(runs_root)
+    run = Path(out) if out is not None else runs_root / f"{suite.name}-{suite_hash(suite)}"
+    _check_run_folder(run, suite)
+    device = _device(device or suite.device)
+    index, count = shard
+    cells = plan(suite)
+    started = time.perf_counter()
+    timings = {}
+    for cell in cells[index::count]:
+        done = run / "cells" / f"{cell.key}.parquet"
+        if done.is_file():
+            continue
+        t0 = time.perf_counter()
+        folder = model_dir(runs_root, cell.config)
+        if not (folder / "best.pt").is_file() or not (folder / "summary.json").is_file():
+            fit(cell.config, out=folder, device=str(device), progress=progress)
+        model, config, _ = load_trained(folder, device)
+        scores, samples = evaluate_model(
+            model,
+            config,
+            split=cell.split,
+            explainers=suite.explainers,
+            controls=suite.controls,
+            layers=suite.layers,
+            metrics=suite.metrics,
+            batch_size=suite.eval.batch_size,
+            target=suite.eval.target,
+            max_images=suite.eval.max_images,
+            samples_per_class=suite.eval.samples_per_class,
+            device=device,
+            progress=progress,
+        )
+        meta = cell.as_dict(suite.name)
+        write_per_image(
+            per_image_file(run, cell.model, cell.variant, cell.seed, cell.split),
+            per_image_table(scores, meta),
+        )
+        if samples:
+            write_samples(sample_file(run, cell.model, cell.variant, cell.seed), samples)
+        rows = aggregate_cell(
+            scores, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
+        )
+        _write_parquet(done, rows)  # last: its presence marks the cell finished
+        timings[cell.key] = round(time.perf_counter() - t0, 2)
+    finished = [c for c in cells if (run / "cells" / f"{c.key}.parquet").is_file()]
+    if len(finished) == len(cells):
+        table = pd.concat(
+            [pd.read_parquet(run / "cells" / f"{c.key}.parquet") for c in cells],
+            ignore_index=True,
+        )[RESULT_COLUMNS]
+        write_results(run, table)
+        write_manifest(run, _manifest(suite, cells, runs_root, timings, started))
+    return run
+
+
+def _check_run_folder(run: Path, suite: Suite) -> None:
+    """Write ``suite.yaml`` to a new run folder, or check an existing one holds this suite."""
+    import yaml
+
+    stored = run / "suite.json"
+    text = json.dumps(suite.model_dump(mode="json"), sort_keys=True, indent=2)
+    if stored.is_file():
+        if stored.read_text() != text:
+            raise FileExistsError(
+                f"{run} holds a run of another suite (see {stored}); choose another --out"
+            )
+        return
+    if run.is_dir() and any(run.iterdir()):
+        raise FileExistsError(f"{run} is not empty and holds no aubench suite run")
+    write_atomic(stored, text.encode())
+    write_atomic(run / "suite.yaml", yaml.safe_dump(suite.model_dump(mode="json")).encode())
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _write_parquet(path: Path, table: pd.DataFrame) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    write_atomic(path, buffer.getvalue())
+
+
+def _manifest(
+    suite: Suite, cells: list[Cell], runs_root: Path, timings: dict, started: float
+) -> dict:
+    packages = {}
+    for name in (
+        "aubench",
+        "torch",
+        "torchvision",
+        "timm",
+        "grad-cam",
+        "captum",
+        "numpy",
+        "pandas",
+    ):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "suite": suite.model_dump(mode="json"),
+        "suite_hash": suite_hash(suite),
+        "seeds": list(suite.seeds),
+        "layers": _resolved_layers(suite),
+        "variants": {
+            v.name: {
+                "guided": v.guided,
+                "lam": v.lam if v.guided else 0.0,
+                "layers": list(v.layers or suite.train_config(suite.models[0], v, 0).layers),
+                "loss": v.loss,
+            }
+            for v in suite.variants
+        },
+        "models": {c.key: str(model_dir(runs_root, c.config)) for c in cells},
+        "metrics": {
+            name: {
+                "higher_is_better": METRICS[name].higher_is_better,
+                "range": list(METRICS[name].range),
+                "category": METRICS[name].category,
+            }
+            for name in suite.metrics
+        }
+        | {
+            "accuracy": {
+                "higher_is_better": True,
+                "range": [0.0, 100.0],
+                "category": "classification",
+            }
+        },
+        "versions": packages | {"python": platform.python_version()},
+        "git_commit": _git_commit(),
+        "data": {"spec": suite.data, "fingerprint": _data_fingerprint(cells[0])},
+        "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
+    }
+
+
+def _resolved_layers(suite: Suite) -> list[str]:
+    """The module names the suite's layer specs denote, over every model, in suite order."""
+    names: dict[str, None] = {}
+    for cell in plan(suite):
+        c = cell.config
+        model = create(c.model, 7, img_size=c.size, large_maps=c.large_maps)
+        names.update(dict.fromkeys(resolve_layers(model, list(suite.layers))))
+    return list(names)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def _data_fingerprint(cell: Cell) -> str:
+    """12 hex digits of SHA-256 over the data spec and the evaluated split's labels in order."""
+    import numpy as np
+
+    from aubench.train.trainer import open_split
+
+    labels = np.asarray(open_split(cell.config, cell.split).labels, dtype=np.int64)
+    digest = hashlib.sha256(cell.config.data.encode() + cell.split.encode() + labels.tobytes())
+    return digest.hexdigest()[:12]

@@ -1,0 +1,243 @@
+"""Suites: one validated YAML file says what to train, what to explain, where, and how to score.
+
+A suite names the data, the models, the baseline/guided variants (λ, layers, loss), the training
+settings shared by every model (any :class:`~aubench.train.config.TrainConfig` field), the
+explainers, the layers to score, the metrics, the controls, the aggregation, the seeds and the
+evaluation settings. Built-in suites ship in ``aubench/bench/suites/*.yaml``
+(:func:`list_suites`); a path to a YAML file works the same way. ``--set key=value`` overrides
+any field by its dotted path (``--set train.epochs=2``, ``--set models=[resnet18,resnet50]``);
+values are parsed as YAML.
+
+Errors name the file, the field's dotted path and the bad value, and suggest near matches for
+unknown keys, explainers and metrics.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aubench.train.config import TrainConfig
+
+BUILTIN_SUITES = resources.files("aubench.bench") / "suites"
+#: The control explainers every comparison can include (DESIGN: random, centre, generic face).
+CONTROLS = ("random", "centre", "generic-face")
+
+
+class SuiteError(ValueError):
+    """A suite that cannot be used: unknown key, bad value, unknown explainer or metric."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Variant(_Strict):
+    """One way of training each model: the baseline (``guided: false``) or an AU-guided one."""
+
+    name: str = Field(description="column/legend name, e.g. baseline, guided, lam-8")
+    guided: bool = Field(False, description="add the alignment loss")
+    lam: float = Field(4.0, ge=0, description="alignment weight λ (guided only)")
+    layers: tuple[str, ...] | None = Field(
+        None, description="aligned layers; None: the suite's train.layers"
+    )
+    loss: str = Field("cosine", description="alignment loss")
+
+
+class Evaluation(_Strict):
+    """How the trained models are evaluated."""
+
+    split: Literal["test", "val"] = "test"
+    batch_size: int = Field(64, ge=1)
+    target: Literal["gt", "pred"] = Field("gt", description="class explained (paper: gt)")
+    max_images: int | None = Field(None, ge=1, description="evaluate the first N images only")
+    samples_per_class: int = Field(2, ge=0, description="faces per class kept for figures")
+
+
+class Aggregation(_Strict):
+    """How per-image scores become table cells."""
+
+    bootstrap: int = Field(1000, ge=0, description="bootstrap replicates for the 95% CIs")
+    fill_undefined: float | None = Field(
+        None, description="score for valid samples whose metric is undefined (paper: 0)"
+    )
+
+
+class Suite(_Strict):
+    """A whole benchmark: see the module doc; every field has a default but the name."""
+
+    name: str
+    description: str = ""
+    data: str = Field("synthetic:n=3000", description="dataset spec NAME:PATH or synthetic")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="TrainConfig fields shared by every model"
+    )
+    models: tuple[str, ...] = ("resnet18",)
+    variants: tuple[Variant, ...] = (
+        Variant(name="baseline"),
+        Variant(name="guided", guided=True),
+    )
+    seeds: tuple[int, ...] = (0,)
+    explainers: tuple[str, ...] = ("attention", "cam", "gradcam")
+    layers: tuple[str, ...] = Field(("stage:5",), description="layers whose maps are scored")
+    metrics: tuple[str, ...] = ("cosine",)
+    controls: tuple[str, ...] = Field(
+        CONTROLS,
+        description="control maps scored beside the methods (random, centre, generic-face)",
+    )
+    aggregation: Aggregation = Aggregation()
+    eval: Evaluation = Evaluation()
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, …")
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_variants(cls, value: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        names = [v.name for v in value]
+        if not names:
+            raise ValueError("give at least one variant")
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"variant names must be unique; repeated: {duplicated}")
+        return value
+
+    @field_validator("models", "seeds", "layers")
+    @classmethod
+    def _non_empty(cls, value: tuple) -> tuple:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> Suite:
+        from aubench.explain import EXPLAINERS
+        from aubench.metrics import METRICS
+
+        _check_names(self.explainers, EXPLAINERS, "explainers")
+        _check_names(self.metrics, METRICS, "metrics")
+        _check_names(self.controls, CONTROLS, "controls")
+        for variant in self.variants:
+            try:
+                self.train_config(self.models[0], variant, self.seeds[0])
+            except ValueError as err:
+                raise ValueError(f"train/variants: {err}") from None
+        return self
+
+    def train_config(self, model: str, variant: Variant, seed: int) -> TrainConfig:
+        """The training config of (model, variant, seed): the suite's data and ``train``
+        settings with the variant's alignment settings on top."""
+        values = {"data": self.data, **self.train, "model": model, "seed": seed}
+        values.update(guided=variant.guided, loss=variant.loss)
+        if variant.guided:
+            values["lam"] = variant.lam
+        if variant.layers is not None:
+            values["layers"] = variant.layers
+        return TrainConfig.from_dict(values, f"variant {variant.name!r}")
+
+
+def _check_names(names: Sequence[str], known: Mapping | Sequence, field: str) -> None:
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"{field}: unknown name {name!r}{hint}")
+
+
+def list_suites() -> list[str]:
+    """Names of the built-in suites."""
+    return sorted(
+        p.name.removesuffix(".yaml") for p in BUILTIN_SUITES.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_suite(name_or_path: str, overrides: Sequence[str] = ()) -> Suite:
+    """The suite ``name_or_path`` (a built-in name or a YAML file) with ``key=value`` overrides.
+
+    Raises :class:`SuiteError` naming the source, the field path and the problem.
+    """
+    builtin = BUILTIN_SUITES / f"{name_or_path}.yaml"
+    if builtin.is_file():
+        source, text = f"suite {name_or_path!r}", builtin.read_text()
+    elif Path(name_or_path).is_file():
+        source, text = str(name_or_path), Path(name_or_path).read_text()
+    else:
+        close = difflib.get_close_matches(name_or_path, list_suites(), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SuiteError(
+            f"no built-in suite or file named {name_or_path!r}{hint} "
+            f"(built-ins: {', '.join(list_suites())})"
+        )
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise SuiteError(f"{source}: not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise SuiteError(f"{source}: expected a mapping of suite fields")
+    for override in overrides:
+        _apply_override(values, override, source)
+    return suite_from_dict(values, source)
+
+
+def suite_from_dict(values: dict[str, Any], source: str = "suite") -> Suite:
+    """Validate ``values`` as a :class:`Suite`; errors name ``source`` and the field path."""
+    try:
+        return Suite(**values)
+    except ValidationError as err:
+        raise SuiteError(f"{source}: {_describe(err)}") from None
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "suite"
+        if e["type"] == "extra_forbidden":
+            problems.append(_unknown_key(e["loc"]))
+            continue
+        message = e["msg"].removeprefix("Value error, ")
+        if not e["loc"]:  # a whole-suite check: the message names the field itself
+            problems.append(message)
+        else:
+            problems.append(f"{path}: {message} (got {e.get('input')!r})")
+    return "; ".join(problems)
+
+
+def _unknown_key(loc: tuple) -> str:
+    model: type[BaseModel] = Suite
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)]
+        candidates = [
+            a for a in (annotation, *inner) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if candidates:
+            model = candidates[0]
+    key = str(loc[-1])
+    close = difflib.get_close_matches(key, list(model.model_fields), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    path = ".".join(str(p) for p in loc)
+    return f"{path}: unknown field {key!r}{hint}"
+
+
+def _apply_override(values: dict[str, Any], override: str, source: str) -> None:
+    """Set ``values[a][b] = parsed`` for ``override`` = ``a.b=VALUE`` (VALUE parsed as YAML)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise SuiteError(f"--set {override!r}: expected KEY=VALUE, e.g. train.epochs=2")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise SuiteError(f"--set {override!r}: value is not valid YAML ({err})") from None
+    parts = key.strip().split(".")
+    target = values
+    for part in parts[:-1]:
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SuiteError(f"--set {override!r}: {part!r} of {source} is not a mapping")
+        target = child
+    target[parts[-1]] = value

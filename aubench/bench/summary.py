@@ -1,0 +1,35 @@
+"""The headline table ``aubench run`` prints: accuracy, then macro scores per method × variant."""
+
+from __future__ import annotations
+
+import os
+
+from aubench.bench.results import CLASSIFIER, read_manifest, read_results
+
+
+def headline(run: str | os.PathLike, max_metrics: int = 3) -> str:
+    """Plain text for run ``run``: one accuracy line (top-1 %, all test images, mean over seeds),
+    then a table with rows = (method, layer) and columns = (metric, variant) holding the macro
+    average over non-neutral classes (mean over seeds) of the suite's first ``max_metrics``
+    metrics."""
+    table = read_results(run)
+    manifest = read_manifest(run)
+    variants = list(manifest["variants"])
+    metrics = manifest["suite"]["metrics"][:max_metrics]
+    accuracy = table[(table.method == CLASSIFIER) & (table["class"] == "all")]
+    acc = accuracy.groupby("variant").value.mean()
+    first = "accuracy (%): " + ", ".join(f"{v} {acc.get(v, float('nan')):.1f}" for v in variants)
+    scores = table[(table["class"] == "macro") & table.metric.isin(metrics)]
+    means = scores.groupby(["method", "layer", "metric", "variant"], sort=False).value.mean()
+    lines = [["method", "layer"] + [f"{m} [{v}]" for m in metrics for v in variants]]
+    for (method, layer), group in means.groupby(level=["method", "layer"], sort=False):
+        values = group.droplevel(["method", "layer"])
+        cells = [values.get((m, v), float("nan")) for m in metrics for v in variants]
+        lines.append([method, layer] + [f"{value:.3f}" for value in cells])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    rows = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
+    rows.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([first, "macro over non-neutral classes:", *rows])

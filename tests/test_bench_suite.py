@@ -1,0 +1,110 @@
+"""bench/suite + plan: built-ins validate, overrides, errors name the field, models are reused."""
+
+from __future__ import annotations
+
+import pytest
+
+from aubench.bench.runner import describe_plan, plan
+from aubench.bench.suite import SuiteError, list_suites, load_suite
+from aubench.cli import main
+
+BUILTINS = ["cam-methods", "faithfulness", "lambda", "layers", "quick", "sanity"]
+
+
+def test_builtin_suites_are_listed_and_valid():
+    assert list_suites() == BUILTINS
+    for name in BUILTINS:
+        suite = load_suite(name)
+        assert suite.name == name and suite.description
+        assert {v.guided for v in suite.variants} == {False, True}
+
+
+def test_same_training_config_is_one_cached_model_across_suites():
+    cam = {c.variant: c.config.hash() for c in plan(load_suite("cam-methods"))}
+    faith = {c.variant: c.config.hash() for c in plan(load_suite("faithfulness"))}
+    lam = {c.variant: c.config.hash() for c in plan(load_suite("lambda"))}
+    assert cam == faith
+    assert lam["baseline"] == cam["baseline"] and lam["lam-4"] == cam["guided"]
+    assert len(set(lam.values())) == 6
+
+
+def test_overrides_set_nested_fields_parsed_as_yaml():
+    suite = load_suite(
+        "quick", ["train.epochs=1", "models=[resnet18, convnext_atto]", "eval.max_images=8"]
+    )
+    assert suite.train == {"size": 64, "epochs": 1}
+    assert suite.models == ("resnet18", "convnext_atto")
+    assert suite.eval.max_images == 8
+    cells = plan(suite)
+    assert [c.key for c in cells] == [
+        "resnet18__baseline__0__test",
+        "resnet18__guided__0__test",
+        "convnext_atto__baseline__0__test",
+        "convnext_atto__guided__0__test",
+    ]
+    assert cells[1].config.guided and cells[1].config.lam == 4 and cells[1].config.epochs == 1
+    assert not cells[0].config.guided
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.splt=val", "suite 'quick': eval.splt: unknown field 'splt'; did you mean split?"),
+        ("explainers=[gradcm]", "explainers: unknown name 'gradcm'; did you mean gradcam"),
+        ("metrics=[cosin]", "metrics: unknown name 'cosin'; did you mean cosine"),
+        ("train.epoch=1", "unknown config key 'epoch'; did you mean epochs?"),
+        ("variants=[{name: a, guided: true, lam: -1}]", "variants.0.lam: Input should be greater"),
+        ("variants=[{name: a}, {name: a}]", "variant names must be unique; repeated: ['a']"),
+        ("seeds=[]", "seeds: must not be empty"),
+        ("controls=[noise]", "controls: unknown name 'noise'"),
+        ("oops", "--set 'oops': expected KEY=VALUE"),
+    ],
+)
+def test_bad_suites_name_the_field(override, message):
+    with pytest.raises(SuiteError) as err:
+        load_suite("quick", [override])
+    assert message in str(err.value)
+
+
+def test_unknown_suite_suggests_builtins(tmp_path):
+    with pytest.raises(
+        SuiteError, match=r"no built-in suite or file named 'cam-method'.*cam-methods"
+    ):
+        load_suite("cam-method")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SuiteError, match=r"bad\.yaml: not valid YAML"):
+        load_suite(str(bad))
+
+
+def test_dry_run_prints_the_plan(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "--suite",
+            "quick",
+            "--dry-run",
+            "--runs-root",
+            str(tmp_path),
+            "--set",
+            "seeds=[0,1]",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "suite quick" in out and "4 cells" in out
+    assert "resnet18__guided__1__test" in out and "train 3 epochs" in out
+    assert "4 model(s) to train" in out
+    assert "8 map producers × 1 layer(s) × 5 metric(s) = 40 scores per image" in out
+    assert describe_plan(load_suite("quick"), tmp_path).count("train 3 epochs") == 2
+
+
+def test_bad_shard_is_an_error(capsys):
+    assert main(["run", "--suite", "quick", "--shard", "2/2"]) == 2
+    assert "expected i/n with 0 ≤ i < n" in capsys.readouterr().err
+
+
+def test_cli_lists_suites(capsys):
+    assert main(["list", "suites"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == BUILTINS
