@@ -8,19 +8,23 @@ controls (the gradient family and attention share one forward and one backward p
 post-processed by its explainer's default steps (ReLU where the method defines one, bilinear
 resize to the heatmap size, per-map min-max), then every metric of the suite on the batch.
 
-Per-image scores accumulate as float32 arrays (one value per image, method, layer and metric);
-the per-class aggregation with bootstrap CIs (:func:`aubench.metrics.aggregate`) follows the
-pass. A few faces per class are kept, with their heatmaps and maps, for the report's figures.
+Per-image scores stream to a wide Parquet file, one row group per batch (:class:`ScoreStore`),
+so memory holds one batch whatever the dataset size; the per-class aggregation with bootstrap
+CIs (:func:`aubench.metrics.aggregate`) then reads one score column at a time, and the per-image
+long table is written from the same file one row group at a time. A few faces per class are
+kept, with their heatmaps and maps, for the report's figures.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
@@ -65,23 +69,45 @@ def _head_bias_key(weights: dict) -> str:
     return [key for key, value in weights.items() if key.endswith("bias") and value.dim() == 1][-1]
 
 
-@dataclass
-class CellScores:
-    """Per-image scores of one evaluated cell: ``values[(method, layer, metric)]`` (N,) float32."""
+class ScoreStore:
+    """Per-image scores of one cell, streamed to a wide Parquet file: one row per image with
+    ``id``, ``label``, ``reason``, ``pred`` and one float32 column ``method|layer|metric`` per
+    score, one row group per batch. Memory holds one batch; readers take one column at a time."""
 
-    ids: list[str] = field(default_factory=list)
-    labels: list[np.ndarray] = field(default_factory=list)
-    reasons: list[np.ndarray] = field(default_factory=list)
-    preds: list[np.ndarray] = field(default_factory=list)
-    values: dict[tuple[str, str, str], list[np.ndarray]] = field(default_factory=dict)
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: pq.ParquetWriter | None = None
+        self._batch: dict[str, np.ndarray] = {}
+
+    def begin(self, ids, labels: torch.Tensor, reasons: torch.Tensor, preds: torch.Tensor) -> None:
+        """Start a batch with its images' ids, labels, invalid-reason codes and predictions."""
+        self._batch = {
+            "id": np.asarray(ids, dtype=object),
+            "label": labels.cpu().numpy().astype(np.int16),
+            "reason": reasons.cpu().numpy().astype(np.int16),
+            "pred": preds.cpu().numpy().astype(np.int16),
+        }
 
     def add(self, key: tuple[str, str, str], scores: torch.Tensor) -> None:
-        self.values.setdefault(key, []).append(scores.detach().float().cpu().numpy())
+        self._batch["|".join(key)] = scores.detach().float().cpu().numpy()
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        cat = np.concatenate
-        values = {key: cat(parts) for key, parts in self.values.items()}
-        return cat(self.labels), cat(self.reasons), cat(self.preds), values
+    def flush(self) -> None:
+        table = pa.table(self._batch)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> Path:
+        if self._writer is not None:
+            self._writer.close()
+        return self.path
+
+
+def score_keys(path: Path) -> list[tuple[str, str, str]]:
+    """The (method, layer, metric) columns of a wide score file, in file order."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    return [tuple(name.split("|")) for name in names if "|" in name]
 
 
 def evaluate_model(
@@ -99,8 +125,9 @@ def evaluate_model(
     samples_per_class: int = 2,
     device: torch.device | str = "cpu",
     progress: bool = True,
-) -> tuple[CellScores, dict[str, np.ndarray]]:
-    """Score ``model`` on ``split`` of ``config.data``; returns the scores and the sample arrays
+    store: ScoreStore,
+) -> dict[str, np.ndarray]:
+    """Score ``model`` on ``split`` of ``config.data`` into ``store``; returns the sample arrays
     (see :mod:`aubench.bench.results` for the sample keys)."""
     device = torch.device(device)
     data = TransformedDataset(open_split(config, split), EvalTransform(config.size), config.seed)
@@ -114,7 +141,7 @@ def evaluate_model(
     map_metrics = [m for m in metrics if METRICS[m].kind == "map"]
     model_metrics = [m for m in metrics if METRICS[m].kind == "model"]
     per_au = [m for m in metrics if METRICS[m].kind == "per_au"]
-    scores = CellScores()
+    scores = store
     samples = _SampleKeeper(samples_per_class, len(EXPRESSIONS))
     for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
         images = batch["image"].to(device)
@@ -127,10 +154,7 @@ def evaluate_model(
             preds = model(images).argmax(1)
         targets = labels if target == "gt" else preds
         maps = explain(model, images, targets, names, methods, landmarks=landmarks)
-        scores.ids.extend(batch["id"])
-        scores.labels.append(labels.cpu().numpy())
-        scores.reasons.append(reasons.cpu().numpy())
-        scores.preds.append(preds.cpu().numpy())
+        scores.begin(batch["id"], labels, reasons, preds)
         kept = samples.select(labels)
         if kept.numel():
             samples.add_faces(images[kept], heatmaps[kept], labels[kept], batch["id"], kept)
@@ -150,7 +174,9 @@ def evaluate_model(
                     scores.add((label, layer, metric), values)
                 if per_au:
                     _add_per_au(scores, label, layer, normalised, landmarks, labels, valid, config)
-    return scores, samples.arrays()
+        scores.flush()
+    store.close()
+    return samples.arrays()
 
 
 def _add_per_au(scores, label, layer, maps, landmarks, labels, valid, config) -> None:
@@ -205,39 +231,61 @@ class _SampleKeeper:
         return out
 
 
-def per_image_table(scores: CellScores, cell: dict) -> pd.DataFrame:
-    """The per-image long table of one cell (columns of :data:`PER_IMAGE_COLUMNS`)."""
-    labels, reasons, preds, values = scores.arrays()
+def write_long_per_image(wide: Path, cell: dict, out: Path) -> None:
+    """Convert a wide score file to the per-image long table (columns of
+    :data:`~aubench.bench.results.PER_IMAGE_COLUMNS`), one row group at a time, atomically."""
     reason_names = np.array([r.name.lower().replace("_", "-") for r in InvalidReason])
-    base = reason_names[reasons]
-    frames = [_frame(cell, scores.ids, labels, CLASSIFIER, "", "pred", preds.astype(float), base)]
-    for (method, layer, metric), value in values.items():
-        reason = np.where((base == "valid") & ~np.isfinite(value), UNDEFINED, base)
-        frames.append(_frame(cell, scores.ids, labels, method, layer, metric, value, reason))
-    return pd.concat(frames, ignore_index=True)
+    keys = score_keys(wide)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    try:
+        for batch in pq.ParquetFile(wide).iter_batches():
+            part = batch.to_pandas()
+            base = reason_names[part.reason.to_numpy()]
+            pred = part.pred.to_numpy().astype(float)
+            frames = [_frame(cell, part, CLASSIFIER, "", "pred", pred, base)]
+            for method, layer, metric in keys:
+                value = part[f"{method}|{layer}|{metric}"].to_numpy()
+                reason = np.where((base == "valid") & ~np.isfinite(value), UNDEFINED, base)
+                frames.append(_frame(cell, part, method, layer, metric, value, reason))
+            table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+            os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _frame(cell, ids, labels, method, layer, metric, values, reasons) -> pd.DataFrame:
+def _frame(cell, part: pd.DataFrame, method, layer, metric, values, reasons) -> pd.DataFrame:
     return pd.DataFrame(
         {
             **{key: cell[key] for key in ("model", "variant", "seed", "split")},
-            "id": ids,
-            "label": labels,
+            "id": part.id.to_numpy(),
+            "label": part.label.to_numpy().astype(np.int64),
             "method": method,
             "layer": layer,
             "metric": metric,
-            "value": values,
+            "value": values.astype(np.float64),
             "reason": reasons,
         }
     )
 
 
 def aggregate_cell(
-    scores: CellScores, cell: dict, n_boot: int, fill_undefined: float | None, seed: int = 0
+    wide: Path, cell: dict, n_boot: int, fill_undefined: float | None, seed: int = 0
 ) -> pd.DataFrame:
-    """The results rows of one cell: accuracy, then every (method, layer, metric) per class,
-    macro over non-neutral classes and image-level mean, with bootstrap CIs."""
-    labels, reasons, preds, values = scores.arrays()
+    """The results rows of one cell from its wide score file: accuracy, then every (method,
+    layer, metric) per class, macro over non-neutral classes and image-level mean, with
+    bootstrap CIs. Reads one score column at a time."""
+    scores = pq.ParquetFile(wide)
+    head = scores.read(columns=["label", "reason", "pred"])
+    labels = head["label"].to_numpy().astype(np.int64)
+    reasons = head["reason"].to_numpy().astype(np.int64)
+    preds = head["pred"].to_numpy().astype(np.int64)
     num_classes = len(EXPRESSIONS)
     rows = []
     correct = (preds == labels).astype(float) * 100.0
@@ -264,7 +312,9 @@ def aggregate_cell(
                 )
             )
     valid = reasons == 0
-    for (method, layer, metric), value in values.items():
+    for method, layer, metric in score_keys(wide):
+        column = f"{method}|{layer}|{metric}"
+        value = scores.read(columns=[column])[column].to_numpy()
         result = aggregate(
             torch.from_numpy(value),
             torch.from_numpy(labels).long(),

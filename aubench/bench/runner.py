@@ -24,13 +24,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from aubench.bench.evaluate import aggregate_cell, evaluate_model, load_trained, per_image_table
+from aubench.bench.evaluate import (
+    ScoreStore,
+    aggregate_cell,
+    evaluate_model,
+    load_trained,
+    write_long_per_image,
+)
 from aubench.bench.results import (
     RESULT_COLUMNS,
     per_image_file,
     sample_file,
     write_manifest,
-    write_per_image,
     write_results,
     write_samples,
 )
@@ -135,7 +140,9 @@ def run_suite(
         if not (folder / "best.pt").is_file() or not (folder / "summary.json").is_file():
             fit(cell.config, out=folder, device=str(device), progress=progress)
         model, config, _ = load_trained(folder, device)
-        scores, samples = evaluate_model(
+        meta = cell.as_dict(suite.name)
+        store = ScoreStore(run / "cells" / f".{cell.key}.scores.parquet")
+        samples = evaluate_model(
             model,
             config,
             split=cell.split,
@@ -149,18 +156,17 @@ def run_suite(
             samples_per_class=suite.eval.samples_per_class,
             device=device,
             progress=progress,
+            store=store,
         )
-        meta = cell.as_dict(suite.name)
-        write_per_image(
-            per_image_file(run, cell.model, cell.variant, cell.seed, cell.split),
-            per_image_table(scores, meta),
-        )
+        per_image = per_image_file(run, cell.model, cell.variant, cell.seed, cell.split)
+        write_long_per_image(store.path, meta, per_image)
         if samples:
             write_samples(sample_file(run, cell.model, cell.variant, cell.seed), samples)
         rows = aggregate_cell(
-            scores, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
+            store.path, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
         )
         _write_parquet(done, rows)  # last: its presence marks the cell finished
+        store.path.unlink()
         timings[cell.key] = round(time.perf_counter() - t0, 2)
     finished = [c for c in cells if (run / "cells" / f"{c.key}.parquet").is_file()]
     if len(finished) == len(cells):
