@@ -144,3 +144,23 @@ def test_a_run_folder_of_another_suite_is_refused(finished, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"{run} holds a run of another suite" in done.stderr
+
+
+def test_torchrun_shares_each_cell_between_two_processes(finished):
+    root, suite, run, _ = finished
+    out = root / "run-ddp"
+    command = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "aubench", "run"]
+    command += ["--suite", str(suite), "--quiet", "--runs-root", str(root / "runs")]
+    command += ["--out", str(out), "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("accuracy (%)") == 1  # rank 0 alone reports
+    # the random control draws its maps batch by batch, so it depends on how images are split
+    single, shared = (read_results(r).query("method != 'control:random'") for r in (run, out))
+    assert len(single) == 2 * (1 + 7) + 2 * 5 * 2 * 8  # accuracy; 5 methods × 2 metrics × 8
+    pd.testing.assert_frame_equal(shared, single, check_exact=False, rtol=1e-5, atol=1e-6)
+    per_image = read_per_image(out)
+    assert sorted(per_image[per_image.metric == "pred"].id) == sorted(
+        read_per_image(run).query("metric == 'pred'").id
+    )
+    assert not list((out / "cells").glob(".*"))  # the per-rank score files are removed

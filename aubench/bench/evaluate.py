@@ -71,8 +71,9 @@ def _head_bias_key(weights: dict) -> str:
 
 class ScoreStore:
     """Per-image scores of one cell, streamed to a wide Parquet file: one row per image with
-    ``id``, ``label``, ``reason``, ``pred`` and one float32 column ``method|layer|metric`` per
-    score, one row group per batch. Memory holds one batch; readers take one column at a time."""
+    ``index``, ``id``, ``label``, ``reason``, ``pred`` and one float32 column per score, named
+    ``method|layer|metric``; one row group per batch. Memory holds one batch; readers take one
+    column at a time."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -80,9 +81,13 @@ class ScoreStore:
         self._writer: pq.ParquetWriter | None = None
         self._batch: dict[str, np.ndarray] = {}
 
-    def begin(self, ids, labels: torch.Tensor, reasons: torch.Tensor, preds: torch.Tensor) -> None:
-        """Start a batch with its images' ids, labels, invalid-reason codes and predictions."""
+    def begin(
+        self, index, ids, labels: torch.Tensor, reasons: torch.Tensor, preds: torch.Tensor
+    ) -> None:
+        """Start a batch with its images' positions in the split, ids, labels, invalid-reason
+        codes and predictions."""
         self._batch = {
+            "index": np.asarray(index, dtype=np.int64),
             "id": np.asarray(ids, dtype=object),
             "label": labels.cpu().numpy().astype(np.int16),
             "reason": reasons.cpu().numpy().astype(np.int16),
@@ -102,6 +107,20 @@ class ScoreStore:
         if self._writer is not None:
             self._writer.close()
         return self.path
+
+
+def merge_stores(parts: Sequence[Path], out: Path) -> Path:
+    """Concatenate wide score files (one per rank) into ``out``, one row group at a time."""
+    writer = None
+    for part in parts:
+        for batch in pq.ParquetFile(part).iter_batches():
+            table = pa.Table.from_batches([batch])
+            if writer is None:
+                writer = pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+    if writer is not None:
+        writer.close()
+    return out
 
 
 def score_keys(path: Path) -> list[tuple[str, str, str]]:
@@ -126,14 +145,17 @@ def evaluate_model(
     device: torch.device | str = "cpu",
     progress: bool = True,
     store: ScoreStore,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, np.ndarray]:
     """Score ``model`` on ``split`` of ``config.data`` into ``store``; returns the sample arrays
-    (see :mod:`aubench.bench.results` for the sample keys)."""
+    (see :mod:`aubench.bench.results` for the sample keys). ``shard`` = (rank, world) scores
+    the images at positions rank, rank + world, … only (sharded evaluation under torchrun)."""
     device = torch.device(device)
     data = TransformedDataset(open_split(config, split), EvalTransform(config.size), config.seed)
-    if max_images is not None and max_images < len(data):
-        data = Subset(data, range(max_images))
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    count = len(data) if max_images is None else min(max_images, len(data))
+    rank, world = shard
+    positions = range(rank, count, world)
+    loader = DataLoader(Subset(data, positions), batch_size=batch_size, shuffle=False)
     names = resolve_layers(model, list(layers))
     # one instance per method for the whole pass: the random control's generator advances
     methods = [get_explainer(name) for name in [*explainers, *controls]]
@@ -143,7 +165,8 @@ def evaluate_model(
     per_au = [m for m in metrics if METRICS[m].kind == "per_au"]
     scores = store
     samples = _SampleKeeper(samples_per_class, len(EXPRESSIONS))
-    for batch in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
+    bar = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
+    for number, batch in enumerate(bar):
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
         landmarks = batch["landmarks"].to(device)
@@ -154,7 +177,8 @@ def evaluate_model(
             preds = model(images).argmax(1)
         targets = labels if target == "gt" else preds
         maps = explain(model, images, targets, names, methods, landmarks=landmarks)
-        scores.begin(batch["id"], labels, reasons, preds)
+        index = positions[number * batch_size : number * batch_size + len(labels)]
+        scores.begin(index, batch["id"], labels, reasons, preds)
         kept = samples.select(labels)
         if kept.numel():
             samples.add_faces(images[kept], heatmaps[kept], labels[kept], batch["id"], kept)
@@ -282,10 +306,11 @@ def aggregate_cell(
     layer, metric) per class, macro over non-neutral classes and image-level mean, with
     bootstrap CIs. Reads one score column at a time."""
     scores = pq.ParquetFile(wide)
-    head = scores.read(columns=["label", "reason", "pred"])
-    labels = head["label"].to_numpy().astype(np.int64)
-    reasons = head["reason"].to_numpy().astype(np.int64)
-    preds = head["pred"].to_numpy().astype(np.int64)
+    head = scores.read(columns=["index", "label", "reason", "pred"])
+    order = np.argsort(head["index"].to_numpy(), kind="stable")  # shards merge in any order
+    labels = head["label"].to_numpy().astype(np.int64)[order]
+    reasons = head["reason"].to_numpy().astype(np.int64)[order]
+    preds = head["pred"].to_numpy().astype(np.int64)[order]
     num_classes = len(EXPRESSIONS)
     rows = []
     correct = (preds == labels).astype(float) * 100.0
@@ -314,7 +339,7 @@ def aggregate_cell(
     valid = reasons == 0
     for method, layer, metric in score_keys(wide):
         column = f"{method}|{layer}|{metric}"
-        value = scores.read(columns=[column])[column].to_numpy()
+        value = scores.read(columns=[column])[column].to_numpy()[order]
         result = aggregate(
             torch.from_numpy(value),
             torch.from_numpy(labels).long(),

@@ -7,7 +7,9 @@ training run scored on the suite's split; its aggregated rows (``cells/<cell>.pa
 per-image scores (``per_image/<cell>.parquet``) and its sample faces are written atomically when
 it finishes, so an interrupted run, restarted, skips finished cells and loses nothing.
 ``--shard i/n`` evaluates only cells ``i, i + n, …`` (all shards share the run folder); the
-results table is assembled once every cell is present.
+results table is assembled once every cell is present. Under ``torchrun`` the processes share
+each cell instead: rank r scores images r, r + world, …, and rank 0 merges the per-image scores
+before aggregating, so the table equals a single process's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aubench.bench.evaluate import (
     aggregate_cell,
     evaluate_model,
     load_trained,
+    merge_stores,
     write_long_per_image,
 )
 from aubench.bench.results import (
@@ -43,6 +46,7 @@ from aubench.bench.suite import Suite
 from aubench.io import write_atomic
 from aubench.metrics import METRICS
 from aubench.models import create, resolve_layers
+from aubench.train import distributed
 from aubench.train.config import TrainConfig
 from aubench.train.trainer import fit
 
@@ -122,61 +126,97 @@ def run_suite(
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
 ) -> Path:
-    """Run ``suite`` (see the module doc) and return the run folder."""
+    """Run ``suite`` (see the module doc) and return the run folder.
+
+    Under ``torchrun`` every process trains the missing models together (DDP) and scores its
+    share of each cell's images; rank 0 merges the per-image scores, aggregates and writes.
+    """
     runs_root = Path(runs_root)
     run = Path(out) if out is not None else runs_root / f"{suite.name}-{suite_hash(suite)}"
-    _check_run_folder(run, suite)
-    device = _device(device or suite.device)
-    index, count = shard
-    cells = plan(suite)
-    started = time.perf_counter()
-    timings = {}
-    for cell in cells[index::count]:
-        done = run / "cells" / f"{cell.key}.parquet"
-        if done.is_file():
-            continue
-        t0 = time.perf_counter()
-        folder = model_dir(runs_root, cell.config)
-        if not (folder / "best.pt").is_file() or not (folder / "summary.json").is_file():
-            fit(cell.config, out=folder, device=str(device), progress=progress)
-        model, config, _ = load_trained(folder, device)
-        meta = cell.as_dict(suite.name)
-        store = ScoreStore(run / "cells" / f".{cell.key}.scores.parquet")
-        samples = evaluate_model(
-            model,
-            config,
-            split=cell.split,
-            explainers=suite.explainers,
-            controls=suite.controls,
-            layers=suite.layers,
-            metrics=suite.metrics,
-            batch_size=suite.eval.batch_size,
-            target=suite.eval.target,
-            max_images=suite.eval.max_images,
-            samples_per_class=suite.eval.samples_per_class,
-            device=device,
-            progress=progress,
-            store=store,
+    joined = distributed.active()
+    name = device or suite.device
+    info, target = distributed.setup(None if name == "auto" else name)
+    try:
+        if info.main:
+            _check_run_folder(run, suite)
+        distributed.barrier()
+        cells = plan(suite)
+        started = time.perf_counter()
+        timings = {}
+        index, count = shard
+        for cell in cells[index::count]:
+            if (run / "cells" / f"{cell.key}.parquet").is_file():
+                continue
+            t0 = time.perf_counter()
+            _evaluate_cell(suite, cell, run, runs_root, target, info, progress)
+            timings[cell.key] = round(time.perf_counter() - t0, 2)
+        finished = [c for c in cells if (run / "cells" / f"{c.key}.parquet").is_file()]
+        if info.main and len(finished) == len(cells):
+            table = pd.concat(
+                [pd.read_parquet(run / "cells" / f"{c.key}.parquet") for c in cells],
+                ignore_index=True,
+            )[RESULT_COLUMNS]
+            write_results(run, table)
+            write_manifest(run, _manifest(suite, cells, runs_root, timings, started))
+        distributed.barrier()
+    finally:
+        if not joined:
+            distributed.teardown()
+    return run
+
+
+def _evaluate_cell(
+    suite: Suite,
+    cell: Cell,
+    run: Path,
+    runs_root: Path,
+    device: torch.device,
+    info: distributed.DistInfo,
+    progress: bool,
+) -> None:
+    """Train the cell's model if missing, score this process's share of its images, and (rank 0)
+    merge, aggregate and write the cell's files; ``cells/<key>.parquet`` is written last."""
+    folder = model_dir(runs_root, cell.config)
+    if not (folder / "best.pt").is_file() or not (folder / "summary.json").is_file():
+        fit(cell.config, out=folder, device=str(device), progress=progress and info.main)
+    model, config, _ = load_trained(folder, device)
+    meta = cell.as_dict(suite.name)
+    part = ScoreStore(run / "cells" / f".{cell.key}.scores.rank{info.rank}.parquet")
+    samples = evaluate_model(
+        model,
+        config,
+        split=cell.split,
+        explainers=suite.explainers,
+        controls=suite.controls,
+        layers=suite.layers,
+        metrics=suite.metrics,
+        batch_size=suite.eval.batch_size,
+        target=suite.eval.target,
+        max_images=suite.eval.max_images,
+        samples_per_class=suite.eval.samples_per_class,
+        device=device,
+        progress=progress and info.main,
+        store=part,
+        shard=(info.rank, info.world),
+    )
+    distributed.barrier()
+    if info.main:
+        parts = [
+            part.path.with_name(f".{cell.key}.scores.rank{r}.parquet") for r in range(info.world)
+        ]
+        wide = merge_stores(parts, run / "cells" / f".{cell.key}.scores.parquet")
+        write_long_per_image(
+            wide, meta, per_image_file(run, cell.model, cell.variant, cell.seed, cell.split)
         )
-        per_image = per_image_file(run, cell.model, cell.variant, cell.seed, cell.split)
-        write_long_per_image(store.path, meta, per_image)
         if samples:
             write_samples(sample_file(run, cell.model, cell.variant, cell.seed), samples)
         rows = aggregate_cell(
-            store.path, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
+            wide, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
         )
-        _write_parquet(done, rows)  # last: its presence marks the cell finished
-        store.path.unlink()
-        timings[cell.key] = round(time.perf_counter() - t0, 2)
-    finished = [c for c in cells if (run / "cells" / f"{c.key}.parquet").is_file()]
-    if len(finished) == len(cells):
-        table = pd.concat(
-            [pd.read_parquet(run / "cells" / f"{c.key}.parquet") for c in cells],
-            ignore_index=True,
-        )[RESULT_COLUMNS]
-        write_results(run, table)
-        write_manifest(run, _manifest(suite, cells, runs_root, timings, started))
-    return run
+        _write_parquet(run / "cells" / f"{cell.key}.parquet", rows)  # last: marks it finished
+        for path in [*parts, wide]:
+            path.unlink()
+    distributed.barrier()
 
 
 def _check_run_folder(run: Path, suite: Suite) -> None:
@@ -195,12 +235,6 @@ def _check_run_folder(run: Path, suite: Suite) -> None:
         raise FileExistsError(f"{run} is not empty and holds no aubench suite run")
     write_atomic(stored, text.encode())
     write_atomic(run / "suite.yaml", yaml.safe_dump(suite.model_dump(mode="json")).encode())
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _write_parquet(path: Path, table: pd.DataFrame) -> None:

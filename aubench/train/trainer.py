@@ -402,6 +402,7 @@ def fit(
         stop_after_steps: test hook simulating a crash: raise :class:`TrainingInterrupted` after
             this many optimisation steps of this invocation, without saving.
     """
+    joined = distributed.active()  # a caller (the suite runner) may hold the group already
     info, target = distributed.setup(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if config.deterministic:
@@ -413,7 +414,8 @@ def fit(
         )
     finally:
         torch.use_deterministic_algorithms(deterministic)
-        distributed.teardown()
+        if not joined:
+            distributed.teardown()
 
 
 class _Run:
