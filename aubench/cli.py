@@ -152,6 +152,10 @@ def _run(args: argparse.Namespace) -> None:
         print(describe_plan(suite, args.runs_root))
         return
     index, count = _parse_shard(args.shard)
+    if args.executor != "none":
+        if count != 1:
+            raise ValueError("--shard and --executor exclude each other (the jobs are the shards)")
+        _submit(args, overrides)  # every cell is then finished: run_suite below assembles
     run = run_suite(
         suite,
         out=args.out,
@@ -160,6 +164,10 @@ def _run(args: argparse.Namespace) -> None:
         shard=(index, count),
         progress=not args.quiet,
     )
+    from aubench.train.distributed import from_environment
+
+    if not from_environment().main:  # under torchrun, rank 0 reports
+        return None
     if not (run / "results.parquet").is_file():
         print(f"shard {index}/{count} done; results are assembled when every shard has finished")
         return
@@ -168,6 +176,34 @@ def _run(args: argparse.Namespace) -> None:
     report = write_report(run)
     print(headline(run))
     print(f"results: {run}\nreport:  {report / 'report.md'}")
+
+
+def _submit(args: argparse.Namespace, overrides: list[str]) -> None:
+    """``run --executor``: train and evaluate the suite as submitit jobs and wait for them."""
+    from aubench.bench.executor import JobFailed, submit_suite, wait
+
+    options = {"timeout_min": args.slurm_time, "slurm_partition": args.slurm_partition}
+    options["gpus_per_node"] = args.slurm_gpus
+    try:
+        jobs = submit_suite(
+            args.suite,
+            overrides,
+            out=args.out,
+            runs_root=args.runs_root,
+            jobs=args.jobs,
+            executor=args.executor,
+            folder=args.executor_folder,
+            device=args.device,
+            slurm={k: v for k, v in options.items() if v is not None},
+            echo=None if args.quiet else print,
+        )
+        wait(jobs)
+    except ImportError as err:
+        print(f"aubench run: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except JobFailed as err:
+        print(f"aubench run: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -245,6 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the suite's, auto)")
     run.add_argument("--shard", default="0/1", help="evaluate cells i, i+n, … only (i/n)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    run.add_argument(
+        "--executor",
+        default="none",
+        choices=["none", "local", "debug", "slurm"],
+        help="run the cells as submitit jobs: local processes, debug (in this process, pdb on "
+        "failure) or SLURM; missing models are trained first (default none: in this process)",
+    )
+    run.add_argument("--jobs", type=int, help="--executor: evaluation shards (default: one a cell)")
+    run.add_argument("--slurm-partition", help="--executor slurm: the partition")
+    run.add_argument(
+        "--slurm-time", type=int, metavar="MINUTES", help="--executor: time limit a job (720)"
+    )
+    run.add_argument(
+        "--slurm-gpus", type=int, help="--executor: GPUs a job (slurm 1, local all; cpu device 0)"
+    )
+    run.add_argument("--executor-folder", help="--executor: job pickles and logs (RUN/executor)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
 

@@ -113,6 +113,21 @@ def describe_plan(suite: Suite, runs_root: Path) -> str:
     return "\n".join(lines)
 
 
+def run_folder(suite: Suite, out: str | Path | None, runs_root: str | Path) -> Path:
+    """``out``, or the default run folder ``<runs_root>/<suite>-<suite hash>``."""
+    return Path(out) if out is not None else Path(runs_root) / f"{suite.name}-{suite_hash(suite)}"
+
+
+def cell_file(run: Path, cell: Cell) -> Path:
+    """The aggregated rows of a finished cell; its presence marks the cell finished."""
+    return run / "cells" / f"{cell.key}.parquet"
+
+
+def is_trained(folder: Path) -> bool:
+    """Whether the training run in ``folder`` finished (best checkpoint and summary written)."""
+    return (folder / "best.pt").is_file() and (folder / "summary.json").is_file()
+
+
 def model_dir(runs_root: Path, config: TrainConfig) -> Path:
     return Path(runs_root) / "models" / config.run_name()
 
@@ -132,32 +147,35 @@ def run_suite(
     share of each cell's images; rank 0 merges the per-image scores, aggregates and writes.
     """
     runs_root = Path(runs_root)
-    run = Path(out) if out is not None else runs_root / f"{suite.name}-{suite_hash(suite)}"
+    run = run_folder(suite, out, runs_root)
     joined = distributed.active()
     name = device or suite.device
     info, target = distributed.setup(None if name == "auto" else name)
     try:
         if info.main:
-            _check_run_folder(run, suite)
+            prepare_run_folder(run, suite)
         distributed.barrier()
         cells = plan(suite)
         started = time.perf_counter()
-        timings = {}
         index, count = shard
         for cell in cells[index::count]:
-            if (run / "cells" / f"{cell.key}.parquet").is_file():
+            if cell_file(run, cell).is_file():
                 continue
             t0 = time.perf_counter()
             _evaluate_cell(suite, cell, run, runs_root, target, info, progress)
-            timings[cell.key] = round(time.perf_counter() - t0, 2)
-        finished = [c for c in cells if (run / "cells" / f"{c.key}.parquet").is_file()]
+            if info.main:  # beside the cell, so a resumed or sharded run still reports it
+                seconds = round(time.perf_counter() - t0, 2)
+                write_atomic(
+                    cell_file(run, cell).with_suffix(".json"), json.dumps(seconds).encode()
+                )
+        finished = [c for c in cells if cell_file(run, c).is_file()]
         if info.main and len(finished) == len(cells):
             table = pd.concat(
-                [pd.read_parquet(run / "cells" / f"{c.key}.parquet") for c in cells],
+                [pd.read_parquet(cell_file(run, c)) for c in cells],
                 ignore_index=True,
             )[RESULT_COLUMNS]
             write_results(run, table)
-            write_manifest(run, _manifest(suite, cells, runs_root, timings, started))
+            write_manifest(run, _manifest(suite, cells, run, runs_root, started))
         distributed.barrier()
     finally:
         if not joined:
@@ -177,7 +195,7 @@ def _evaluate_cell(
     """Train the cell's model if missing, score this process's share of its images, and (rank 0)
     merge, aggregate and write the cell's files; ``cells/<key>.parquet`` is written last."""
     folder = model_dir(runs_root, cell.config)
-    if not (folder / "best.pt").is_file() or not (folder / "summary.json").is_file():
+    if not is_trained(folder):
         fit(cell.config, out=folder, device=str(device), progress=progress and info.main)
     model, config, _ = load_trained(folder, device)
     meta = cell.as_dict(suite.name)
@@ -213,13 +231,13 @@ def _evaluate_cell(
         rows = aggregate_cell(
             wide, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
         )
-        _write_parquet(run / "cells" / f"{cell.key}.parquet", rows)  # last: marks it finished
+        _write_parquet(cell_file(run, cell), rows)  # last: marks it finished
         for path in [*parts, wide]:
             path.unlink()
     distributed.barrier()
 
 
-def _check_run_folder(run: Path, suite: Suite) -> None:
+def prepare_run_folder(run: Path, suite: Suite) -> None:
     """Write ``suite.yaml`` to a new run folder, or check an existing one holds this suite."""
     import yaml
 
@@ -245,9 +263,12 @@ def _write_parquet(path: Path, table: pd.DataFrame) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def _manifest(
-    suite: Suite, cells: list[Cell], runs_root: Path, timings: dict, started: float
-) -> dict:
+def _manifest(suite: Suite, cells: list[Cell], run: Path, runs_root: Path, started: float) -> dict:
+    timings = {
+        c.key: json.loads(cell_file(run, c).with_suffix(".json").read_text())
+        for c in cells
+        if cell_file(run, c).with_suffix(".json").is_file()
+    }
     packages = {}
     for name in (
         "aubench",
@@ -296,7 +317,7 @@ def _manifest(
         "versions": packages | {"python": platform.python_version()},
         "git_commit": _git_commit(),
         "data": {"spec": suite.data, "fingerprint": _data_fingerprint(cells[0])},
-        "timings_s": timings | {"total": round(time.perf_counter() - started, 2)},
+        "timings_s": timings | {"this_invocation": round(time.perf_counter() - started, 2)},
     }
 
 
