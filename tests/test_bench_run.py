@@ -164,3 +164,32 @@ def test_torchrun_shares_each_cell_between_two_processes(finished):
         read_per_image(run).query("metric == 'pred'").id
     )
     assert not list((out / "cells").glob(".*"))  # the per-rank score files are removed
+
+
+def test_dataset_model_and_sanity_metrics_reach_the_table(finished):
+    from aubench.bench.runner import run_suite
+    from aubench.bench.suite import load_suite
+    from aubench.metrics.sanity import randomisable_layers
+    from aubench.models import create
+
+    root, suite, _, _ = finished
+    metrics = "[cosine, pxap, au_occlusion, deletion_auc, cascading_randomisation]"
+    overrides = ["explainers=[gradcam]", "controls=[centre]", f"metrics={metrics}"]
+    overrides += ["eval.max_images=12", "variants=[{name: baseline}]"]
+    run = run_suite(
+        load_suite(str(suite), overrides),
+        out=root / "run-more",
+        runs_root=root / "runs",
+        progress=False,
+    )
+    table = read_results(run)
+    pxap = table[table.metric == "pxap"]
+    assert set(pxap.method) == {"gradcam", "control:centre"} and set(pxap["class"]) == {"all"}
+    assert pxap.value.between(0, 1).all() and pxap.ci_low.isna().all()
+    occlusion = table[table.metric == "au_occlusion"]
+    assert set(occlusion.method) == {"classifier"} and "macro" in set(occlusion["class"])
+    assert set(table[table.metric == "deletion_auc"].method) == {"gradcam", "control:centre"}
+    sanity = table[table.metric.str.startswith("sanity_spearman:")]
+    depths = randomisable_layers(create("resnet18", 7))
+    assert set(sanity.method) == {"gradcam"}  # controls do not depend on the model
+    assert set(sanity.metric) == {f"sanity_spearman:{name}" for name in depths}

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from aubench.bench.results import CLASSIFIER
+from aubench.bench.results import CLASSIFIER, RESULT_COLUMNS
 from aubench.data.synthetic import IMAGENET_MEAN, IMAGENET_STD
 from aubench.data.transforms import EvalTransform, TransformedDataset
 from aubench.explain import explain, get_explainer
@@ -146,10 +146,14 @@ def evaluate_model(
     progress: bool = True,
     store: ScoreStore,
     shard: tuple[int, int] = (0, 1),
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], dict[tuple[str, str, str], float]]:
     """Score ``model`` on ``split`` of ``config.data`` into ``store``; returns the sample arrays
-    (see :mod:`aubench.bench.results` for the sample keys). ``shard`` = (rank, world) scores
-    the images at positions rank, rank + world, … only (sharded evaluation under torchrun)."""
+    (see :mod:`aubench.bench.results` for the sample keys) and the dataset-level metrics
+    (PxAP: ``(method, layer, metric) -> value``, reduced over ranks by torchmetrics).
+    ``au_occlusion`` depends on the model and the AU regions only, so it is scored once, under
+    the ``classifier`` method. Sanity metrics record one score per randomised depth.
+    ``shard`` = (rank, world) scores the images at positions rank, rank + world, … only
+    (sharded evaluation under torchrun)."""
     device = torch.device(device)
     data = TransformedDataset(open_split(config, split), EvalTransform(config.size), config.seed)
     count = len(data) if max_images is None else min(max_images, len(data))
@@ -161,8 +165,16 @@ def evaluate_model(
     methods = [get_explainer(name) for name in [*explainers, *controls]]
     steps = {m.name: default_postprocess(m, (config.size, config.size)) for m in methods}
     map_metrics = [m for m in metrics if METRICS[m].kind == "map"]
-    model_metrics = [m for m in metrics if METRICS[m].kind == "model"]
+    model_metrics = [m for m in metrics if METRICS[m].kind == "model" and m != "au_occlusion"]
     per_au = [m for m in metrics if METRICS[m].kind == "per_au"]
+    sanity = [m for m in metrics if METRICS[m].kind == "sanity"]
+    pxap = {
+        (method_label(m.name, controls), layer, metric): METRICS[metric]().to(device)
+        for m in methods
+        for layer in names
+        for metric in metrics
+        if METRICS[metric].kind == "dataset"
+    }
     scores = store
     samples = _SampleKeeper(samples_per_class, len(EXPRESSIONS))
     bar = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
@@ -191,16 +203,35 @@ def evaluate_model(
                 for metric, values in score_maps(normalised, heatmaps, valid, map_metrics).items():
                     scores.add((label, layer, metric), values)
                 for metric in model_metrics:
-                    if metric == "au_occlusion":
-                        values = METRICS[metric](model, images, heatmaps, targets, valid)
-                    else:
-                        values = METRICS[metric](model, images, normalised, targets, valid)
+                    values = METRICS[metric](model, images, normalised, targets, valid)
                     scores.add((label, layer, metric), values)
                 if per_au:
                     _add_per_au(scores, label, layer, normalised, landmarks, labels, valid, config)
+                if sanity and method not in controls:  # controls ignore the model
+                    _add_sanity(scores, label, layer, model, images, targets, valid, steps, method)
+                for key in [k for k in pxap if k[:2] == (label, layer)]:
+                    pxap[key].update(normalised, heatmaps, valid)
+        if "au_occlusion" in metrics:  # a property of the model, not of a map
+            values = METRICS["au_occlusion"](model, images, heatmaps, targets, valid)
+            scores.add((CLASSIFIER, "", "au_occlusion"), values)
         scores.flush()
     store.close()
-    return samples.arrays()
+    dataset = {key: float(accumulator.compute()) for key, accumulator in pxap.items()}
+    return samples.arrays(), dataset
+
+
+def _add_sanity(scores, label, layer, model, images, targets, valid, steps, method) -> None:
+    """``sanity_spearman:<module>``: Spearman similarity between the method's maps on the
+    trained model and after randomising the model's layers from the top down to ``<module>``."""
+    explainer = get_explainer(method)
+
+    def maps_of(randomised, x, t):
+        raw = explain(randomised, x, t, [layer], [explainer])[explainer.name][layer]
+        return steps[method](raw.float())
+
+    result = METRICS["cascading_randomisation"](model, images, targets, maps_of, valid)
+    for depth, module in enumerate(result.layers):
+        scores.add((label, layer, f"sanity_spearman:{module}"), result.similarity[depth])
 
 
 def _add_per_au(scores, label, layer, maps, landmarks, labels, valid, config) -> None:
@@ -396,6 +427,20 @@ def aggregate_cell(
             )
         )
     return pd.DataFrame(rows)
+
+
+def count_valid(wide: Path) -> int:
+    """How many images of a wide score file have a valid heatmap."""
+    return int((pq.ParquetFile(wide).read(columns=["reason"])["reason"].to_numpy() == 0).sum())
+
+
+def dataset_rows(values: dict, cell: dict, n_valid: int) -> pd.DataFrame:
+    """Results rows (class ``all``, no CI) of dataset-level metrics such as PxAP."""
+    rows = [
+        _row(cell, method, layer, metric, "all", value, np.nan, np.nan, n_valid, 0)
+        for (method, layer, metric), value in values.items()
+    ]
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
 def _row(cell, method, layer, metric, cls, value, low, high, n, excluded) -> dict:

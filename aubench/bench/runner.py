@@ -29,6 +29,8 @@ import torch
 from aubench.bench.evaluate import (
     ScoreStore,
     aggregate_cell,
+    count_valid,
+    dataset_rows,
     evaluate_model,
     load_trained,
     merge_stores,
@@ -175,7 +177,8 @@ def run_suite(
                 ignore_index=True,
             )[RESULT_COLUMNS]
             write_results(run, table)
-            write_manifest(run, _manifest(suite, cells, run, runs_root, started))
+            manifest = _manifest(suite, cells, run, runs_root, started, table.metric.unique())
+            write_manifest(run, manifest)
         distributed.barrier()
     finally:
         if not joined:
@@ -200,7 +203,7 @@ def _evaluate_cell(
     model, config, _ = load_trained(folder, device)
     meta = cell.as_dict(suite.name)
     part = ScoreStore(run / "cells" / f".{cell.key}.scores.rank{info.rank}.parquet")
-    samples = evaluate_model(
+    samples, dataset = evaluate_model(
         model,
         config,
         split=cell.split,
@@ -231,6 +234,7 @@ def _evaluate_cell(
         rows = aggregate_cell(
             wide, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
         )
+        rows = pd.concat([rows, dataset_rows(dataset, meta, count_valid(wide))], ignore_index=True)
         _write_parquet(cell_file(run, cell), rows)  # last: marks it finished
         for path in [*parts, wide]:
             path.unlink()
@@ -263,7 +267,30 @@ def _write_parquet(path: Path, table: pd.DataFrame) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def _manifest(suite: Suite, cells: list[Cell], run: Path, runs_root: Path, started: float) -> dict:
+#: Metrics of the table derived from a suite metric (one row per AU, per randomised depth).
+DERIVED_METRICS = {"au_energy": "per_au_energy", "sanity_spearman": "cascading_randomisation"}
+
+
+def _metric_metadata(names) -> dict:
+    """Direction, range and category of every metric in the table, for reports and checks."""
+    meta = {
+        "accuracy": {"higher_is_better": True, "range": [0.0, 100.0], "category": "classification"}
+    }
+    for name in names:
+        if name in meta or name == "pred":
+            continue
+        metric = METRICS[DERIVED_METRICS.get(name.split(":")[0], name)]
+        meta[name] = {
+            "higher_is_better": metric.higher_is_better,
+            "range": list(metric.range),
+            "category": metric.category,
+        }
+    return meta
+
+
+def _manifest(
+    suite: Suite, cells: list[Cell], run: Path, runs_root: Path, started: float, metric_names
+) -> dict:
     timings = {
         c.key: json.loads(cell_file(run, c).with_suffix(".json").read_text())
         for c in cells
@@ -299,21 +326,7 @@ def _manifest(suite: Suite, cells: list[Cell], run: Path, runs_root: Path, start
             for v in suite.variants
         },
         "models": {c.key: str(model_dir(runs_root, c.config)) for c in cells},
-        "metrics": {
-            name: {
-                "higher_is_better": METRICS[name].higher_is_better,
-                "range": list(METRICS[name].range),
-                "category": METRICS[name].category,
-            }
-            for name in suite.metrics
-        }
-        | {
-            "accuracy": {
-                "higher_is_better": True,
-                "range": [0.0, 100.0],
-                "category": "classification",
-            }
-        },
+        "metrics": _metric_metadata(metric_names),
         "versions": packages | {"python": platform.python_version()},
         "git_commit": _git_commit(),
         "data": {"spec": suite.data, "fingerprint": _data_fingerprint(cells[0])},
