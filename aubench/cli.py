@@ -92,6 +92,7 @@ def _train(args: argparse.Namespace) -> None:
             device=args.device,
             workers=args.workers,
             progress=not args.quiet,
+            save_every=args.save_every,
             stop_after_steps=args.stop_after_steps,
         )
     except TrainingInterrupted as stop:
@@ -344,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     train.add_argument("--workers", type=int, default=0, help="DataLoader workers per process (0)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also save last.pt every N steps, to resume mid-epoch (default: epoch ends only)",
+    )
     train.add_argument(
         "--dump-config", action="store_true", help="print the resolved config as YAML and exit"
     )

@@ -43,7 +43,7 @@ def timed_step(trainer: Trainer, batch: dict) -> float:
 
 @pytest.mark.parametrize("large_maps", [False, True], ids=["standard", "large-maps"])
 def test_guided_step_costs_at_most_5_percent_more(benchmark, harness_info, batch, large_maps):
-    common = {"size": SIZE, "batch_size": BATCH, "large_maps": large_maps, "layers": ("layer4",)}
+    common = {"model": "resnet18", "size": SIZE, "batch_size": BATCH, "large_maps": large_maps}
     baseline = Trainer(TrainConfig(**common), 7, DEVICE)
     guided = Trainer(TrainConfig(**common, guided=True, lam=4.0), 7, DEVICE)
     for _ in range(2):  # warm-up: allocator, oneDNN/cuDNN kernel choice

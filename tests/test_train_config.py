@@ -47,7 +47,7 @@ def test_hash_is_stable_across_processes_and_key_order():
     assert other.stdout.strip() == config.hash()
     assert len(config.hash()) == 12
     assert config.replace(seed=1).hash() != config.hash()
-    assert config.run_name() == f"resnet18-guided-{config.hash()}"
+    assert config.run_name() == f"resnet10t-guided-{config.hash()}"
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,8 @@ def test_command_line_flags_override_the_config_file(tmp_path):
     config = config_from_arguments(args)
     assert (config.epochs, config.lam, config.guided) == (9, 4.0, True)
     assert config.layers == ("layer4", "stage:4")
-    assert config_from_arguments(parser.parse_args(["--no-augment"])).augment is False
+    assert config_from_arguments(parser.parse_args(["--augment"])).augment is True
+    assert config_from_arguments(parser.parse_args(["--no-large-maps"])).large_maps is False
 
 
 # --- checkpoints ----------------------------------------------------------------------------

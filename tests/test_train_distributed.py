@@ -40,7 +40,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert last["config_hash"] == config.hash() and last["world_size"] == 2
     assert (last["epoch"], last["global_step"]) == (2, 6)
     assert len(last["rng"]) == 2  # both ranks' generator states
-    model = create("resnet18", 7)
+    model = create(config.model, 7)
     model.load_state_dict(last["model"])  # no DDP "module." prefix
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert load_checkpoint(out / "best.pt")["config_hash"] == config.hash()

@@ -1,6 +1,7 @@
 """The trainer end to end on the synthetic faces: run folder, resume, bad input, schedules."""
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -51,70 +52,88 @@ def test_guided_run_writes_a_complete_run_folder(tmp_path, capsys):
         assert math.isfinite(float(table[-1][key])), key
     assert float(table[-1]["train_align"]) > 0
     assert table[-1]["val_n"] == "12" and table[-1]["test_n"] == "12"
+    # synthetic faces: every invalid map is a neutral face (the 7 classes come in equal blocks)
+    assert int(table[-1]["val_n_valid"]) + int(table[-1]["val_invalid/no_aus"]) == 12
+    if importlib.util.find_spec("tensorboard"):
+        assert any((out / "tensorboard").iterdir())
     best = load_checkpoint(out / "best.pt")
     assert best["config_hash"] == config.hash() and best["config"] == config.model_dump(mode="json")
-    model = create("resnet18", 7)
+    model = create(config.model, 7)
     model.load_state_dict(best["model"])  # the weights load into a fresh timm model
     last = load_checkpoint(out / "last.pt")
     assert (last["epoch"], last["step_in_epoch"], last["global_step"]) == (2, 0, 6)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config_hash"] == config.hash() and summary["select"] == "val_acc"
     assert summary["best"]["epoch"] == best["epoch"]
+    assert summary["layer_grids"] == {"layer4": [2, 2], "layer3": [4, 4]}  # 64 px, stride 32
 
 
 def test_baseline_has_no_alignment_term_and_a_rerun_is_a_no_op(tmp_path):
     out = tmp_path / "run"
-    first = fit(TINY_CONFIG, out=out, progress=False)
+    first = fit(TINY_CONFIG, out=out, progress=True)  # the tqdm bars' code path
     assert first["last"]["train_align"] == 0.0
     stamp = (out / "last.pt").stat().st_mtime_ns
     again = fit(TINY_CONFIG, out=out, progress=False)  # finished: resumes at the end
     assert again["last"] == first["last"] and (out / "last.pt").stat().st_mtime_ns == stamp
 
 
-def test_killed_mid_epoch_run_resumes_to_identical_weights(tmp_path):
-    """Deterministic CPU run, 2 epochs of 3 steps, last.pt also every 2 steps: uninterrupted vs
-    stopped after step 5 (its last save is at step 4, mid-epoch 2) and restarted."""
-    config = TINY_CONFIG.replace(guided=True, deterministic=True, save_every=2)
-    fit(config, out=tmp_path / "whole", progress=False)
-    args = [*TINY, "--guided", "--deterministic", "--save-every", "2", "--out", str(tmp_path / "b")]
-    with pytest.raises(SystemExit) as stop:
-        main(["train", *args, "--stop-after-steps", "5"])
-    assert stop.value.code == 3
-    saved = load_checkpoint(tmp_path / "b" / "last.pt")
-    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 1, 4)
-    assert main(["train", *args]) == 0
-    a = load_checkpoint(tmp_path / "whole" / "last.pt")
-    b = load_checkpoint(tmp_path / "b" / "last.pt")
-    assert a["config_hash"] == b["config_hash"] == config.hash()
-    for key, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][key]), key
-    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+#: Deterministic guided run with the paper's augmentations, 2 epochs of 3 steps, last.pt also
+#: every 2 steps (global steps 2 and 4).
+RESUMABLE = TINY_CONFIG.replace(guided=True, deterministic=True, augment=True)
+RESUMABLE_FLAGS = [*TINY, "--guided", "--deterministic", "--save-every", "2", "--augment"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    fit(RESUMABLE, out=out, progress=False, save_every=2)
+    return out
+
+
+def assert_same_run(a, b) -> None:
+    """Bit-identical final weights and optimiser state, identical metrics (except timings)."""
+    first, second = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    assert first["config_hash"] == second["config_hash"] == RESUMABLE.hash()
+    for key, tensor in first["model"].items():
+        assert torch.equal(tensor, second["model"][key]), key
+    optimizer_a, optimizer_b = first["optimizer"]["state"], second["optimizer"]["state"]
+    assert optimizer_a.keys() == optimizer_b.keys()
+    for index, moments in optimizer_a.items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(moments[name], optimizer_b[index][name]), (index, name)
 
     def timeless(run):
         return [{k: v for k, v in row.items() if k != "time_s"} for row in rows(run)]
 
-    assert timeless(tmp_path / "whole") == timeless(tmp_path / "b")
+    assert timeless(a) == timeless(b)
 
 
-def test_a_process_killed_by_a_signal_resumes(tmp_path):
-    """A real `aubench train` subprocess killed with SIGKILL once it has saved a checkpoint;
-    the same command then finishes the run with the uninterrupted run's weights."""
-    out = tmp_path / "killed"
-    args = [*TINY, "--epochs", "3", "--deterministic", "--save-every", "1", "--out", str(out)]
+def test_run_stopped_mid_epoch_resumes_to_identical_weights(tmp_path, uninterrupted):
+    """Stopped after step 5 (its last save is step 4, mid-epoch 2), then the same command."""
+    args = [*RESUMABLE_FLAGS, "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as stop:
+        main(["train", *args, "--stop-after-steps", "5"])
+    assert stop.value.code == 3
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 1, 4)
+    assert main(["train", *args]) == 0
+    assert_same_run(uninterrupted, tmp_path)
+
+
+def test_process_killed_by_a_signal_resumes_to_identical_weights(tmp_path, uninterrupted):
+    """A real `aubench train` process, SIGKILLed as soon as its first checkpoint exists."""
+    args = [*RESUMABLE_FLAGS, "--out", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen([sys.executable, "-m", "aubench", "train", *args], env=env)
     deadline = time.monotonic() + 120
-    while not (out / "last.pt").exists() and process.poll() is None:
+    while not (tmp_path / "last.pt").exists() and process.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL
+    assert load_checkpoint(tmp_path / "last.pt")["global_step"] < 6  # killed part-way
     assert main(["train", *args]) == 0
-    reference = TINY_CONFIG.replace(epochs=3, deterministic=True, save_every=1)
-    fit(reference, out=tmp_path / "reference", progress=False)
-    a = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
-    b = load_checkpoint(out / "last.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_run(uninterrupted, tmp_path)
 
 
 # --- refusing bad input, writing nothing ----------------------------------------------------
@@ -221,8 +240,10 @@ def test_att_cos_golden_and_macro_average():
     labels = torch.tensor([1, 2, 2, 0])
     maps = torch.stack([attention[0], attention[0], attention[1], attention[0]])
     valid = torch.tensor([True, True, True, False])
-    meter.update(logits, labels, {"layer4": maps}, heatmap[:1].expand(4, 2, 2), valid)
+    reasons = torch.tensor([0, 0, 0, 1])  # the neutral sample has no AUs
+    meter.update(logits, labels, {"layer4": maps}, heatmap[:1].expand(4, 2, 2), valid, reasons)
     scores = meter.compute()
     # class 1: 0.5; class 2: (0.5 + 1/√12)/2; neutral (invalid) is left out of the macro mean
     assert scores["att_cos"] == pytest.approx((0.5 + (0.5 + 1 / math.sqrt(12)) / 2) / 2)
     assert (scores["acc"], scores["n"], scores["n_valid"]) == (100.0, 4, 3)
+    assert (scores["invalid/no_aus"], scores["invalid/no_landmarks"]) == (1, 0)

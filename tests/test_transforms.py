@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from aubench.data.synthetic import SyntheticFaces
 from aubench.data.transforms import (
@@ -147,3 +148,13 @@ def test_normalised_input_is_refused():
     sample = SyntheticFaces(1, SIZE, normalize=True)[0]
     with pytest.raises(ValueError, match=r"need RGB images in \[0, 1\].*normalize=False"):
         TrainTransform(SIZE)(sample)
+
+
+def test_worker_processes_draw_the_same_augmentations():
+    data = TransformedDataset(SyntheticFaces(8, SIZE, normalize=False), TrainTransform(SIZE), 1)
+    data.set_epoch(3)
+    batches = [
+        next(iter(DataLoader(data, batch_size=8, num_workers=workers))) for workers in (0, 2)
+    ]
+    assert torch.equal(batches[0]["image"], batches[1]["image"])
+    assert torch.equal(batches[0]["landmarks"], batches[1]["landmarks"])

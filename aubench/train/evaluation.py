@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from aubench.faces.heatmaps import InvalidReason
 from aubench.train.distributed import all_reduce_sum
 from aubench.train.losses import COSINE_EPS, resize_clamped
 
@@ -39,8 +40,8 @@ class EvalAccumulator:
     """Streaming accuracy and per-class ATT-COS sums for ``layers``; reduce over ranks, compute.
 
     ``update`` takes one batch's logits (B, K), labels (B,), attention maps {layer: (B, h, w)},
-    heatmaps (B, H, W) and valid flags (B,); sums live on ``device`` and nothing synchronises
-    with it until :meth:`compute`.
+    heatmaps (B, H, W), valid flags (B,) and :class:`~aubench.faces.heatmaps.InvalidReason`
+    codes (B,); sums live on ``device`` and nothing synchronises with it until :meth:`compute`.
     """
 
     def __init__(self, num_classes: int, layers: Sequence[str], device: torch.device) -> None:
@@ -52,6 +53,7 @@ class EvalAccumulator:
             len(self.layers), num_classes, dtype=torch.float64, device=device
         )
         self.valid_count = torch.zeros(num_classes, dtype=torch.float64, device=device)
+        self.reasons = torch.zeros(len(InvalidReason), dtype=torch.float64, device=device)
 
     def update(
         self,
@@ -60,8 +62,10 @@ class EvalAccumulator:
         attentions: Mapping[str, torch.Tensor],
         heatmaps: torch.Tensor,
         valid: torch.Tensor,
+        reasons: torch.Tensor,
     ) -> None:
         labels = labels.to(self.count.device)
+        self.reasons += torch.bincount(reasons.long(), minlength=len(InvalidReason))
         self.correct += (logits.argmax(1) == labels).sum()
         self.count += labels.numel()
         weight = valid.to(torch.float64)
@@ -72,12 +76,13 @@ class EvalAccumulator:
 
     def reduce(self) -> None:
         """Sum the counts over DDP ranks (each rank saw a disjoint shard)."""
-        for tensor in (self.correct, self.count, self.cos_sum, self.valid_count):
+        for tensor in (self.correct, self.count, self.cos_sum, self.valid_count, self.reasons):
             all_reduce_sum(tensor)
 
     def compute(self) -> dict[str, float]:
-        """``acc`` (%), ``n``, ``n_valid``, and ``att_cos`` (first layer) plus
-        ``att_cos/<layer>`` for every layer (NaN when no sample is valid)."""
+        """``acc`` (%), ``n``, ``n_valid``, ``invalid/<reason>`` (counts of the samples left out
+        of ATT-COS, by reason), and ``att_cos`` (first layer) plus ``att_cos/<layer>`` for every
+        layer (NaN when no sample is valid)."""
         seen = self.valid_count > 0
         per_class = self.cos_sum / self.valid_count.clamp_min(1)
         macro = (per_class * seen).sum(1) / seen.sum().clamp_min(1)
@@ -87,6 +92,9 @@ class EvalAccumulator:
             "n": int(self.count),
             "n_valid": int(self.valid_count.sum()),
         }
+        for reason in InvalidReason:
+            if reason:
+                out[f"invalid/{reason.name.lower()}"] = int(self.reasons[reason])
         for k, layer in enumerate(self.layers):
             out[f"att_cos/{layer}"] = float(macro[k])
         if self.layers:

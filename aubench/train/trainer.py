@@ -52,7 +52,7 @@ from aubench.data.transforms import (
     TransformedDataset,
     sample_seed,
 )
-from aubench.faces.heatmaps import au_heatmaps
+from aubench.faces.heatmaps import au_heatmaps, invalid_reasons
 from aubench.io import write_atomic
 from aubench.models import FeatureCapture, create, layer_attention, resolve_layers
 from aubench.train import distributed
@@ -111,6 +111,24 @@ def learning_rate(config: TrainConfig, epoch: float) -> float:
     return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The model ``config`` trains (timm model, weights, large maps, output stride), on the CPU."""
+    extra = {} if config.output_stride is None else {"output_stride": config.output_stride}
+    try:
+        return create(
+            config.model,
+            num_classes,
+            config.pretrained,
+            img_size=config.size,
+            large_maps=config.large_maps,
+            **extra,
+        )
+    except TypeError as err:
+        if not extra:
+            raise
+        raise ValueError(f"model {config.model!r} takes no output_stride ({err})") from err
+
+
 class Trainer:
     """A model, its optimiser and the (guided) training step and evaluation for ``config``.
 
@@ -133,14 +151,9 @@ class Trainer:
         self.device = torch.device(device)
         self.info = info or DistInfo()
         torch.manual_seed(config.seed)
-        self.model = create(
-            config.model,
-            num_classes,
-            config.pretrained,
-            img_size=config.size,
-            large_maps=config.large_maps,
-        ).to(self.device)
+        self.model = build_model(config, num_classes).to(self.device)
         self.layers = resolve_layers(self.model, list(config.layers))
+        #: each layer's (h, w) map size for a config.size input
         self.grids = self._check_spatial()
         self.net: nn.Module = self.model
         if self.info.distributed:
@@ -183,6 +196,11 @@ class Trainer:
         size = tuple(batch["image"].shape[-2:])
         return au_heatmaps(batch["landmarks"], batch["label"], size, c.codebook, c.regions)
 
+    def invalid_reasons(self, batch: dict, valid: torch.Tensor) -> torch.Tensor:
+        """(B,) :class:`~aubench.faces.heatmaps.InvalidReason` codes of a batch's heatmaps."""
+        c = self.config
+        return invalid_reasons(batch["landmarks"], batch["label"], valid, c.codebook, c.regions)
+
     def to_device(self, batch: dict) -> dict:
         keys = ("image", "label", "landmarks")
         return {k: batch[k].to(self.device, non_blocking=True) for k in keys}
@@ -193,9 +211,10 @@ class Trainer:
         images, labels = batch["image"], batch["label"]
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.config.guided:  # built in float32, outside autocast
+            maps, valid = self.heatmaps(batch)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             if self.config.guided:
-                maps, valid = self.heatmaps(batch)
                 with FeatureCapture(self.model, self.layers) as capture:
                     logits = self.net(images)
                 align = self.alignment(capture.features(), maps, valid)
@@ -228,7 +247,8 @@ class Trainer:
                 name: layer_attention(capture.spatial(name).float(), self.config.attention)
                 for name in self.layers
             }
-            meter.update(logits.float(), batch["label"], attentions, maps, valid)
+            reasons = self.invalid_reasons(batch, valid)
+            meter.update(logits.float(), batch["label"], attentions, maps, valid, reasons)
         meter.reduce()
         return meter.compute()
 
@@ -239,7 +259,7 @@ class Trainer:
 
 def open_split(config: TrainConfig, split: str) -> Dataset:
     """Split ``split`` of ``config.data`` with images in [0, 1] (the transforms normalise)."""
-    from aubench.data.registry import open_dataset
+    from aubench.data.registry import open_dataset  # every loader: imported only to train
 
     return open_dataset(
         config.data,
@@ -388,6 +408,7 @@ def fit(
     workers: int = 0,
     progress: bool = True,
     tensorboard: bool = True,
+    save_every: int = 0,
     stop_after_steps: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the run of ``config`` and return its summary (also ``summary.json``).
@@ -399,6 +420,8 @@ def fit(
         workers: DataLoader worker processes per rank (results do not depend on it).
         progress: tqdm bars on rank 0.
         tensorboard: also log to ``<run>/tensorboard`` when TensorBoard is installed.
+        save_every: also save ``last.pt`` every this many steps (0: at epoch ends only), so a
+            killed run resumes mid-epoch.
         stop_after_steps: test hook simulating a crash: raise :class:`TrainingInterrupted` after
             this many optimisation steps of this invocation, without saving.
     """
@@ -409,9 +432,8 @@ def fit(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     try:
-        return _Run(config, info, target, out, runs_root, workers, progress, tensorboard).run(
-            stop_after_steps
-        )
+        run = _Run(config, info, target, out, runs_root, workers, progress, tensorboard)
+        return run.run(save_every, stop_after_steps)
     finally:
         torch.use_deterministic_algorithms(deterministic)
         if not joined:
@@ -515,7 +537,7 @@ class _Run:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def run(self, stop_after_steps: int | None) -> dict[str, Any]:
+    def run(self, save_every: int, stop_after_steps: int | None) -> dict[str, Any]:
         config, info = self.config, self.info
         self.history: list[dict] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
@@ -559,7 +581,7 @@ class _Run:
                             loss=f"{float(sums[0]) / n:.4f}", acc=f"{100 * float(sums[3]) / n:.1f}%"
                         )
                     mid_epoch = step < self.steps_per_epoch
-                    if config.save_every and global_step % config.save_every == 0 and mid_epoch:
+                    if save_every and global_step % save_every == 0 and mid_epoch:
                         self._save_last(epoch, step, global_step, sums)
                     if stop_after_steps is not None and steps_run >= stop_after_steps:
                         raise TrainingInterrupted(
@@ -624,6 +646,7 @@ class _Run:
             "ranks_in_sync": divergence == 0.0,
             "max_rank_divergence": divergence,
             "eval_sizes": {name: len(data) for name, data in self.data.evals.items()},
+            "layer_grids": {name: list(grid) for name, grid in self.trainer.grids.items()},
             "wall_s": round(seconds, 3),
         }
         if divergence != 0.0:
