@@ -37,10 +37,10 @@ from aubench.explain.postprocess import default_postprocess
 from aubench.faces.codebook import EXPRESSIONS
 from aubench.faces.heatmaps import InvalidReason, au_heatmaps, invalid_reasons, per_au_heatmaps
 from aubench.metrics import METRICS, aggregate, per_au_energy, score_maps
-from aubench.models import create, resolve_layers
+from aubench.models import resolve_layers
 from aubench.train.checkpoint import load_checkpoint
 from aubench.train.config import TrainConfig
-from aubench.train.trainer import open_split
+from aubench.train.trainer import build_model, open_split
 
 #: How control explainers are named in results tables.
 CONTROL_PREFIX = "control:"
@@ -60,7 +60,7 @@ def load_trained(run_dir: Path, device: torch.device) -> tuple[torch.nn.Module, 
     state = load_checkpoint(run_dir / "best.pt", map_location=device)
     config = TrainConfig.from_dict(state["config"], str(run_dir / "best.pt"))
     num_classes = state["model"][_head_bias_key(state["model"])].shape[0]
-    model = create(config.model, num_classes, img_size=config.size, large_maps=config.large_maps)
+    model = build_model(config.replace(pretrained=None), num_classes)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, num_classes
 

@@ -47,10 +47,10 @@ from aubench.bench.results import (
 from aubench.bench.suite import Suite
 from aubench.io import write_atomic
 from aubench.metrics import METRICS
-from aubench.models import create, resolve_layers
+from aubench.models import resolve_layers
 from aubench.train import distributed
 from aubench.train.config import TrainConfig
-from aubench.train.trainer import fit
+from aubench.train.trainer import build_model, fit
 
 
 @dataclass(frozen=True)
@@ -338,8 +338,7 @@ def _resolved_layers(suite: Suite) -> list[str]:
     """The module names the suite's layer specs denote, over every model, in suite order."""
     names: dict[str, None] = {}
     for cell in plan(suite):
-        c = cell.config
-        model = create(c.model, 7, img_size=c.size, large_maps=c.large_maps)
+        model = build_model(cell.config.replace(pretrained=None), 7)
         names.update(dict.fromkeys(resolve_layers(model, list(suite.layers))))
     return list(names)
 
