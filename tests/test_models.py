@@ -125,6 +125,10 @@ def test_bad_layer_specs_name_the_spec():
         resolve_layer(model, "stage:0")
     with pytest.raises(ValueError, match=r"stages are numbered 1 … 5"):
         resolve_layer(model, "stage:6")
+    with pytest.raises(
+        ValueError, match=r"'layer44': stages are numbered 1 … 5; did you mean layer4"
+    ):
+        resolve_layer(model, "layer44")
     with pytest.raises(ValueError, match="has 5 timm feature levels"):
         resolve_layer(model, "feature:5")
     with pytest.raises(ValueError, match="no layer given"):

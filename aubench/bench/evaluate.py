@@ -344,29 +344,16 @@ def aggregate_cell(
     preds = head["pred"].to_numpy().astype(np.int64)[order]
     num_classes = len(EXPRESSIONS)
     rows = []
+
+    def emit(method, layer, metric, cls, value, ci=(np.nan, np.nan), n=0, excluded=0) -> None:
+        rows.append(_row(cell, method, layer, metric, cls, value, *ci, n, excluded))
+
     correct = (preds == labels).astype(float) * 100.0
-    rows.append(
-        _row(
-            cell, CLASSIFIER, "", "accuracy", "all", correct.mean(), np.nan, np.nan, len(correct), 0
-        )
-    )
+    emit(CLASSIFIER, "", "accuracy", "all", correct.mean(), n=len(correct))
     for c in range(num_classes):
         mask = labels == c
         if mask.any():
-            rows.append(
-                _row(
-                    cell,
-                    CLASSIFIER,
-                    "",
-                    "accuracy",
-                    EXPRESSIONS[c],
-                    correct[mask].mean(),
-                    np.nan,
-                    np.nan,
-                    int(mask.sum()),
-                    0,
-                )
-            )
+            emit(CLASSIFIER, "", "accuracy", EXPRESSIONS[c], correct[mask].mean(), n=mask.sum())
     valid = reasons == 0
     for method, layer, metric in score_keys(wide):
         column = f"{method}|{layer}|{metric}"
@@ -383,48 +370,22 @@ def aggregate_cell(
         )
         excluded = sum(result.excluded.values())
         for c in range(num_classes):
-            n = int(result.per_class_n[c])
-            if n:
-                low, high = result.per_class_ci[c].tolist()
-                rows.append(
-                    _row(
-                        cell,
-                        method,
-                        layer,
-                        metric,
-                        EXPRESSIONS[c],
-                        float(result.per_class[c]),
-                        low,
-                        high,
-                        n,
-                        0,
-                    )
-                )
-        rows.append(
-            _row(
-                cell,
-                method,
-                layer,
-                metric,
-                "macro",
-                result.macro,
-                *result.macro_ci,
-                result.n_scored,
-                excluded,
-            )
+            if result.per_class_n[c]:
+                ci = tuple(result.per_class_ci[c].tolist())
+                n = int(result.per_class_n[c])
+                emit(method, layer, metric, EXPRESSIONS[c], float(result.per_class[c]), ci, n)
+        emit(
+            method, layer, metric, "macro", result.macro, result.macro_ci, result.n_scored, excluded
         )
-        rows.append(
-            _row(
-                cell,
-                method,
-                layer,
-                metric,
-                "all",
-                result.image_mean,
-                *result.image_ci,
-                result.n_scored,
-                excluded,
-            )
+        emit(
+            method,
+            layer,
+            metric,
+            "all",
+            result.image_mean,
+            result.image_ci,
+            result.n_scored,
+            excluded,
         )
     return pd.DataFrame(rows)
 

@@ -88,7 +88,9 @@ def resolve_layer(model: nn.Module, spec: str | int) -> str:
         if number == 0:
             raise ValueError(f"layer {spec!r} is the input image, which cannot be a layer")
         if not 1 <= number <= 5:
-            raise ValueError(f"layer {spec!r}: stages are numbered 1 … 5")
+            close = difflib.get_close_matches(spec, list(modules), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"layer {spec!r}: stages are numbered 1 … 5{hint}")
         return stage_names(model)[number - 1]
     close = difflib.get_close_matches(spec, list(modules), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
