@@ -11,12 +11,16 @@ def headline(run: str | os.PathLike, max_metrics: int = 3) -> str:
     """Plain text for run ``run``: one accuracy line (top-1 %, all test images, mean over seeds),
     then a table with rows = (method, layer) and columns = (metric, variant) holding the macro
     average over non-neutral classes (mean over seeds) of the suite's first ``max_metrics``
-    metrics."""
+    metrics (``cascading_randomisation`` as its fully randomised depth; per-AU shares are left
+    to the report). Variants appear in the suite's order (the manifest stores them sorted)."""
     table = read_results(run)
     manifest = read_manifest(run)
-    variants = list(manifest["variants"])
-    metrics = manifest["suite"]["metrics"][:max_metrics]
-    accuracy = table[(table.method == CLASSIFIER) & (table["class"] == "all")]
+    variants = list(dict.fromkeys(table["variant"]))
+    present = list(dict.fromkeys(table.metric))
+    metrics = [_shown(m, present) for m in manifest["suite"]["metrics"]]
+    metrics = [m for m in metrics if m is not None][:max_metrics]
+    is_accuracy = (table.method == CLASSIFIER) & (table.metric == "accuracy")
+    accuracy = table[is_accuracy & (table["class"] == "all")]
     acc = accuracy.groupby("variant").value.mean()
     first = "accuracy (%): " + ", ".join(f"{v} {acc.get(v, float('nan')):.1f}" for v in variants)
     scores = table[(table["class"] == "macro") & table.metric.isin(metrics)]
@@ -33,3 +37,12 @@ def headline(run: str | os.PathLike, max_metrics: int = 3) -> str:
     ]
     rows.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join([first, "macro over non-neutral classes:", *rows])
+
+
+def _shown(metric: str, present: list[str]) -> str | None:
+    """The results-table metric standing for suite metric ``metric``: itself, or for cascading
+    randomisation the last (fully randomised) ``sanity_spearman:<module>`` depth."""
+    if metric in present:
+        return metric
+    depths = [m for m in present if m.startswith("sanity_spearman:")]
+    return depths[-1] if metric == "cascading_randomisation" and depths else None
