@@ -2,8 +2,9 @@
 
 Layout of the output folder (default ``RUN/report``)::
 
-    tables/<name>.tex      booktabs tables (main, layers, lambda, ablation, per_au, metrics_<cat>)
-    figures/<name>.png|pdf samples_<model>, layers, metrics, per_au, lambda, confusion
+    tables/<name>.tex      booktabs tables (main, layers, lambda, ablation, per_au, sanity,
+                           metrics_<cat>)
+    figures/<name>.png|pdf samples_<model>, layers, metrics, per_au, lambda, sanity, confusion
     report.md              run facts, the tables as Markdown, the figures, notes
 
 Only the results store is read (results, per_image, samples, manifest); every file is written
@@ -73,6 +74,7 @@ def write_report(
         ("Accuracy and metrics per method", "metrics", fig.metric_bars(data, chosen)),
         ("Per-AU energy share", "per_au", fig.per_au_bars(data)),
         ("λ curve", "lambda", fig.lambda_curve(data, chosen)),
+        ("Cascading randomisation", "sanity", fig.sanity_curves(data)),
         ("Confusion matrices (row-normalised)", "confusion", fig.confusion_figure(data)),
     ]
     written = []

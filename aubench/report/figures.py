@@ -22,7 +22,7 @@ from aubench.bench.results import CLASSIFIER, read_samples, sample_file
 from aubench.faces.codebook import EXPRESSIONS
 from aubench.io import write_atomic
 from aubench.report.preview import overlay_heatmap
-from aubench.report.runs import ACCURACY, RunData
+from aubench.report.runs import ACCURACY, SANITY_PREFIX, RunData
 from aubench.report.tables import confusion_matrix
 
 #: Line styles and markers of the variants, in order (the baseline first).
@@ -175,6 +175,31 @@ def lambda_curve(run: RunData, metrics: Sequence[str]) -> Figure | None:
                 ax.axhline(values[0, 0], ls="--", lw=0.8, color=f"C{colour}")
             _label(ax, run, metric, model)
             ax.set_xlabel("λ (dashed: w/o AU)", fontsize=7)
+    _legend(figure, axes[0, -1])
+    return figure
+
+
+def sanity_curves(run: RunData) -> Figure | None:
+    """Cascading randomisation per model (rows) and variant (columns): the Spearman similarity
+    of each method's maps (one line each) as the model is re-initialised from the top layer
+    (left) down to the stem (right). None without ``sanity_spearman:<module>`` rows."""
+    metrics = run.sanity_metrics()
+    if not metrics:
+        return None
+    modules = [m.removeprefix(SANITY_PREFIX) for m in metrics]
+    width = max(3.2, 0.16 * len(modules))
+    figure, axes = _grid(len(run.models), len(run.variants), width, 2.8, frame=True)
+    for r, model in enumerate(run.models):
+        for c, variant in enumerate(run.variants):
+            ax = axes[r, c]
+            for colour, method in enumerate(run.methods):
+                values = [run.cell(model, variant, method, metric)[0] for metric in metrics]
+                ax.plot(modules, values, "-o", ms=2.5, color=f"C{colour}", label=method)
+            ax.axhline(0, lw=0.6, color="0.6")
+            _label(ax, run, metrics[0], f"{model}, {run.labels[variant]}")
+            ax.set_ylabel("Spearman to trained maps", fontsize=7)
+            ax.set_xlabel("randomised from the top down to", fontsize=7)
+            ax.tick_params(axis="x", labelrotation=90, labelsize=5)
     _legend(figure, axes[0, -1])
     return figure
 

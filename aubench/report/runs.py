@@ -42,6 +42,8 @@ from aubench.report.stats import paired_tests, seed_summary
 ACCURACY = "accuracy"
 CONTROL_PREFIX = "control:"
 PER_AU_PREFIX = "au_energy:"
+#: Cascading-randomisation scores, one metric per randomised depth (``sanity_spearman:<module>``).
+SANITY_PREFIX = "sanity_spearman:"
 #: What identifies a headline row once the seeds are averaged (and the split is chosen).
 CELL_KEY = ["model", "variant", "method", "layer", "metric"]
 #: The numbers a headline cell carries.
@@ -253,9 +255,16 @@ class RunData:
         return sorted(set(self.results["seed"].tolist()))
 
     def map_metrics(self) -> list[str]:
-        """Map metrics present (not accuracy, not per-AU), in order of first appearance."""
+        """Map metrics present (not accuracy, not per-AU, not per randomised depth), in order
+        of first appearance."""
         present = dict.fromkeys(self.results["metric"])
-        return [m for m in present if m != ACCURACY and not m.startswith(PER_AU_PREFIX)]
+        derived = (PER_AU_PREFIX, SANITY_PREFIX)
+        return [m for m in present if m != ACCURACY and not m.startswith(derived)]
+
+    def sanity_metrics(self) -> list[str]:
+        """The ``sanity_spearman:<module>`` metrics present, in cascade order: randomised down
+        to the top layer first, to the stem last (every weight randomised)."""
+        return [m for m in dict.fromkeys(self.results["metric"]) if m.startswith(SANITY_PREFIX)]
 
     def per_au_metrics(self) -> list[str]:
         """The ``au_energy:AU<k>`` metrics present, by AU number."""

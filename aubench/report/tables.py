@@ -30,6 +30,7 @@ from aubench.report.runs import (
     ACCURACY,
     CELL_KEY,
     CELL_NUMBERS,
+    SANITY_PREFIX,
     MetricInfo,
     RunData,
     is_control,
@@ -210,7 +211,9 @@ def method_table(
     accuracy: bool = True,
 ) -> Table | None:
     """Methods (then controls) × variants × {accuracy, ``metrics``}, each method at its main
-    layer (the paper's Tables 1 and 2); None when no method has any of ``metrics``."""
+    layer (the paper's Tables 1 and 2); None when no method has any of ``metrics``. Scores of
+    the model itself (accuracy, ``au_occlusion``) repeat in every method's row, as in the paper,
+    and are empty for the controls."""
     present = _present(run)
     specs = []
     for model in run.models:
@@ -222,7 +225,8 @@ def method_table(
                 info = run.info(metric)
                 for variant in run.variants:
                     column = (_header(info), run.labels[variant])
-                    if metric == ACCURACY:
+                    if metric == ACCURACY or (model, CLASSIFIER, metric) in present:
+                        # a property of the model (accuracy, AU occlusion): each method's row
                         shown = None if is_control(method) else CLASSIFIER
                     else:
                         shown = method
@@ -312,6 +316,32 @@ def per_au_table(run: RunData) -> Table | None:
     return _assemble(run, "per_au", title, rows, specs, group_levels=_levels(run))
 
 
+def sanity_table(run: RunData) -> Table | None:
+    """Cascading randomisation (Adebayo et al., 2018): rows = the module down to which the
+    model's weights are re-initialised (top first), columns = method × variant, cells = the
+    Spearman similarity between the maps of the randomised and of the trained model (macro over
+    classes; lower: the map depends more on what the model learned). None without such rows."""
+    metrics = run.sanity_metrics()
+    if not metrics:
+        return None
+    specs = []
+    for model in run.models:
+        for metric in metrics:
+            row = (*_prefix(run, model), metric.removeprefix(SANITY_PREFIX))
+            info = run.info(metric)
+            for method in run.methods:
+                for variant in run.variants:
+                    key = _key(run, model, variant, method, metric)
+                    column = (f"{method} {info.arrow}", run.labels[variant])
+                    specs.append(_Spec(row, column, info, key))
+    title = (
+        "Cascading randomisation: Spearman similarity of each method's maps before and after "
+        "re-initialising the model from the top down to each module."
+    )
+    rows = ("Randomised down to",)
+    return _assemble(run, "sanity", title, rows, specs, group_levels=_levels(run))
+
+
 def category_tables(run: RunData, shown: Sequence[str]) -> list[Table]:
     """One methods × variants table per metric category that has a metric not in ``shown``
     (``metrics_<category>``), with all of that category's metrics."""
@@ -350,7 +380,7 @@ def choose_metrics(run: RunData, metrics: Sequence[str] | None) -> list[str]:
 
 def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Table]:
     """Every table the run supports, in report order: main, layers, lambda, ablation,
-    per_au, then the per-category tables."""
+    per_au, sanity, then the per-category tables."""
     chosen = choose_metrics(run, metrics)
     tables = [
         method_table(run, chosen),
@@ -358,6 +388,7 @@ def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Ta
         sweep_table(run, "lambda", chosen),
         sweep_table(run, "layers", chosen),
         per_au_table(run),
+        sanity_table(run),
         *category_tables(run, chosen),
     ]
     return [t for t in tables if t is not None]
