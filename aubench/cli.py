@@ -141,7 +141,7 @@ def _landmarks(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from aubench.bench.runner import describe_plan, run_suite
+    from aubench.bench.runner import check_suite, describe_plan, run_suite
     from aubench.bench.suite import load_suite
     from aubench.bench.summary import headline
 
@@ -150,6 +150,7 @@ def _run(args: argparse.Namespace) -> None:
         overrides.append(f"data={args.data}")
     suite = load_suite(args.suite, overrides)
     if args.dry_run:
+        check_suite(suite)
         print(describe_plan(suite, args.runs_root))
         return
     index, count = _parse_shard(args.shard)

@@ -95,7 +95,7 @@ def test_dry_run_prints_the_plan(tmp_path, capsys):
     assert "suite quick" in out and "4 cells" in out
     assert "resnet10t__guided__1__test" in out and "train 3 epochs" in out
     assert "4 model(s) to train" in out
-    assert "8 map producers × 1 layer(s) × 5 metric(s) = 40 scores per image" in out
+    assert "8 map producers at 8 (producer, layer) pairs × 5 metric(s) = 40 scores per image" in out
     assert describe_plan(load_suite("quick"), tmp_path).count("train 3 epochs") == 2
 
 

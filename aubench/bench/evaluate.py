@@ -18,7 +18,7 @@ kept, with their heatmaps and maps, for the report's figures.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from aubench.bench.results import CLASSIFIER, RESULT_COLUMNS
 from aubench.data.synthetic import IMAGENET_MEAN, IMAGENET_STD
 from aubench.data.transforms import EvalTransform, TransformedDataset
-from aubench.explain import explain, get_explainer
+from aubench.explain import Explainer, explain, get_explainer
 from aubench.explain.postprocess import default_postprocess
 from aubench.faces.codebook import EXPRESSIONS
 from aubench.faces.heatmaps import InvalidReason, au_heatmaps, invalid_reasons, per_au_heatmaps
@@ -138,6 +138,7 @@ def evaluate_model(
     controls: Sequence[str],
     layers: Sequence[str],
     metrics: Sequence[str],
+    explainer_layers: Mapping[str, Sequence[str]] | None = None,
     batch_size: int = 64,
     target: str = "gt",
     max_images: int | None = None,
@@ -150,6 +151,8 @@ def evaluate_model(
     """Score ``model`` on ``split`` of ``config.data`` into ``store``; returns the sample arrays
     (see :mod:`aubench.bench.results` for the sample keys) and the dataset-level metrics
     (PxAP: ``(method, layer, metric) -> value``, reduced over ranks by torchmetrics).
+    Every explainer and control is scored at ``layers``, or at its own entry of
+    ``explainer_layers``; producers sharing layers share one forward and backward pass.
     ``au_occlusion`` depends on the model and the AU regions only, so it is scored once, under
     the ``classifier`` method. Sanity metrics record one score per randomised depth.
     ``shard`` = (rank, world) scores the images at positions rank, rank + world, … only
@@ -160,9 +163,14 @@ def evaluate_model(
     rank, world = shard
     positions = range(rank, count, world)
     loader = DataLoader(Subset(data, positions), batch_size=batch_size, shuffle=False)
-    names = resolve_layers(model, list(layers))
     # one instance per method for the whole pass: the random control's generator advances
-    methods = [get_explainer(name) for name in [*explainers, *controls]]
+    producers = [*explainers, *controls]
+    methods = [get_explainer(name) for name in producers]
+    own = explainer_layers or {}
+    groups: dict[tuple[str, ...], list[Explainer]] = {}  # resolved layers → methods
+    for name, method in zip(producers, methods, strict=True):
+        resolved = tuple(resolve_layers(model, list(own.get(name, layers))))
+        groups.setdefault(resolved, []).append(method)
     steps = {m.name: default_postprocess(m, (config.size, config.size)) for m in methods}
     map_metrics = [m for m in metrics if METRICS[m].kind == "map"]
     model_metrics = [m for m in metrics if METRICS[m].kind == "model" and m != "au_occlusion"]
@@ -170,7 +178,8 @@ def evaluate_model(
     sanity = [m for m in metrics if METRICS[m].kind == "sanity"]
     pxap = {
         (method_label(m.name, controls), layer, metric): METRICS[metric]().to(device)
-        for m in methods
+        for names, group in groups.items()
+        for m in group
         for layer in names
         for metric in metrics
         if METRICS[metric].kind == "dataset"
@@ -188,7 +197,9 @@ def evaluate_model(
         with torch.no_grad():
             preds = model(images).argmax(1)
         targets = labels if target == "gt" else preds
-        maps = explain(model, images, targets, names, methods, landmarks=landmarks)
+        maps = {}
+        for names, group in groups.items():
+            maps |= explain(model, images, targets, list(names), group, landmarks=landmarks)
         index = positions[number * batch_size : number * batch_size + len(labels)]
         scores.begin(index, batch["id"], labels, reasons, preds)
         kept = samples.select(labels)

@@ -46,6 +46,7 @@ import torch
 from aubench.bench.runner import (
     Cell,
     cell_file,
+    check_suite,
     is_trained,
     model_dir,
     plan,
@@ -124,6 +125,7 @@ def submit_suite(
     submitit = _import_submitit()
     overrides = list(overrides)
     suite = load_suite(suite_source, overrides)
+    check_suite(suite)  # before any job: a bad explainer layer fails here, not after training
     source = _portable_source(suite_source)
     cells = plan(suite)
     count = len(cells) if jobs is None else jobs

@@ -44,7 +44,9 @@ from aubench.bench.results import (
     write_results,
     write_samples,
 )
-from aubench.bench.suite import Suite
+from aubench.bench.suite import Suite, SuiteError
+from aubench.explain import explain
+from aubench.faces.landmarks import MEAN_FACE
 from aubench.io import write_atomic
 from aubench.metrics import METRICS
 from aubench.models import resolve_layers
@@ -87,6 +89,37 @@ def plan(suite: Suite) -> list[Cell]:
     ]
 
 
+def check_suite(suite: Suite) -> None:
+    """Fail fast, before anything is trained, when a suite asks for what its models cannot do.
+
+    Each model is built untrained on the CPU; every guided variant's aligned layers are resolved,
+    and every explainer and control is run at its layers (:meth:`Suite.layers_of`) on one random
+    image of the training size. Raises :class:`SuiteError` naming the model, the explainer and
+    its layers, e.g. CAM asked for a layer that does not feed the global average pool.
+    """
+    for model_name in suite.models:
+        configs = [suite.train_config(model_name, v, suite.seeds[0]) for v in suite.variants]
+        config = configs[0]
+        model = build_model(config.replace(pretrained=None), 7).eval()
+        for variant, guided in zip(suite.variants, configs, strict=True):
+            if variant.guided:
+                try:
+                    resolve_layers(model, list(guided.layers))
+                except (ValueError, KeyError) as err:
+                    raise SuiteError(f"{model_name}, variant {variant.name!r}: {err}") from None
+        image = torch.randn(1, 3, config.size, config.size)
+        face = torch.as_tensor(MEAN_FACE, dtype=torch.float32)[None] * config.size
+        for name in (*suite.explainers, *suite.controls):
+            layers = list(suite.layers_of(name))
+            try:
+                explain(model, image, [0], layers, [name], landmarks=face)
+            except (ValueError, KeyError, RuntimeError) as err:
+                hint = ""
+                if name not in suite.explainer_layers and len(suite.layers) > 1:
+                    hint = f" (give it its own layers: explainer_layers: {{{name}: [...]}})"
+                raise SuiteError(f"{model_name}: {name} at {layers}: {err}{hint}") from None
+
+
 def suite_hash(suite: Suite) -> str:
     """12 hex digits identifying the resolved suite (the default run folder's suffix)."""
     text = json.dumps(suite.model_dump(mode="json"), sort_keys=True)
@@ -104,13 +137,13 @@ def describe_plan(suite: Suite, runs_root: Path) -> str:
         to_train += not cached
         state = "cached" if cached else f"train {cell.config.epochs} epochs"
         lines.append(f"  {cell.key:<48} {state:<18} {folder}")
-    maps = len(suite.explainers) + len(suite.controls)
-    per_image = maps * len(suite.layers) * len(suite.metrics)
+    producers = (*suite.explainers, *suite.controls)
+    maps = sum(len(suite.layers_of(name)) for name in producers)
     images = suite.eval.max_images or "all"
     lines.append(
-        f"work: {to_train} model(s) to train; per cell {maps} map producers × "
-        f"{len(suite.layers)} layer(s) × {len(suite.metrics)} metric(s) = {per_image} scores per "
-        f"image on {images} {suite.eval.split} images"
+        f"work: {to_train} model(s) to train; per cell {len(producers)} map producers at "
+        f"{maps} (producer, layer) pairs × {len(suite.metrics)} metric(s) = "
+        f"{maps * len(suite.metrics)} scores per image on {images} {suite.eval.split} images"
     )
     return "\n".join(lines)
 
@@ -150,6 +183,7 @@ def run_suite(
     """
     runs_root = Path(runs_root)
     run = run_folder(suite, out, runs_root)
+    check_suite(suite)
     joined = distributed.active()
     name = device or suite.device
     info, target = distributed.setup(None if name == "auto" else name)
@@ -211,6 +245,7 @@ def _evaluate_cell(
         controls=suite.controls,
         layers=suite.layers,
         metrics=suite.metrics,
+        explainer_layers=suite.explainer_layers,
         batch_size=suite.eval.batch_size,
         target=suite.eval.target,
         max_images=suite.eval.max_images,
@@ -335,11 +370,13 @@ def _manifest(
 
 
 def _resolved_layers(suite: Suite) -> list[str]:
-    """The module names the suite's layer specs denote, over every model, in suite order."""
+    """The module names the suite's layer specs denote (its ``layers``, then any explainer's
+    own), over every model, in suite order."""
+    specs = dict.fromkeys([*suite.layers, *(s for v in suite.explainer_layers.values() for s in v)])
     names: dict[str, None] = {}
     for cell in plan(suite):
         model = build_model(cell.config.replace(pretrained=None), 7)
-        names.update(dict.fromkeys(resolve_layers(model, list(suite.layers))))
+        names.update(dict.fromkeys(resolve_layers(model, list(specs))))
     return list(names)
 
 

@@ -2,11 +2,14 @@
 
 A suite names the data, the models, the baseline/guided variants (λ, layers, loss), the training
 settings shared by every model (any :class:`~aubench.train.config.TrainConfig` field), the
-explainers, the layers to score, the metrics, the controls, the aggregation, the seeds and the
-evaluation settings. Built-in suites ship in ``aubench/bench/suites/*.yaml``
-(:func:`list_suites`); a path to a YAML file works the same way. ``--set key=value`` overrides
-any field by its dotted path (``--set train.epochs=2``, ``--set models=[resnet18,resnet50]``);
-values are parsed as YAML.
+explainers, the layers to score (``explainer_layers`` gives an explainer its own), the metrics,
+the controls, the aggregation, the seeds and the evaluation settings. Built-in suites ship in
+``aubench/bench/suites/*.yaml`` (:func:`list_suites`); a path to a YAML file works the same way.
+``--set key=value`` overrides any field by its dotted path (``--set train.epochs=2``,
+``--set models=[resnet18,resnet50]``, ``--set explainer_layers.cam=[stage:5]``); values are
+parsed as YAML. Before anything is trained, :func:`aubench.bench.runner.check_suite` builds each
+model untrained and runs every explainer at its layers on one image, so a layer an explainer
+cannot explain fails in seconds, not after training.
 
 Errors name the file, the field's dotted path and the bad value, and suggest near matches for
 unknown keys, explainers and metrics.
@@ -86,6 +89,11 @@ class Suite(_Strict):
     seeds: tuple[int, ...] = (0,)
     explainers: tuple[str, ...] = ("attention", "cam", "gradcam")
     layers: tuple[str, ...] = Field(("stage:5",), description="layers whose maps are scored")
+    explainer_layers: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="layers of some explainers instead of `layers` (e.g. cam: [stage:5], "
+        "since CAM exists only at the layer feeding the global average pool)",
+    )
     metrics: tuple[str, ...] = ("cosine",)
     controls: tuple[str, ...] = Field(
         CONTROLS,
@@ -121,12 +129,21 @@ class Suite(_Strict):
         _check_names(self.explainers, EXPLAINERS, "explainers")
         _check_names(self.metrics, METRICS, "metrics")
         _check_names(self.controls, CONTROLS, "controls")
+        producers = (*self.explainers, *self.controls)
+        _check_names(self.explainer_layers, producers, "explainer_layers")
+        empty = [name for name, layers in self.explainer_layers.items() if not layers]
+        if empty:
+            raise ValueError(f"explainer_layers: give at least one layer for {empty}")
         for variant in self.variants:
             try:
                 self.train_config(self.models[0], variant, self.seeds[0])
             except ValueError as err:
                 raise ValueError(f"train/variants: {err}") from None
         return self
+
+    def layers_of(self, producer: str) -> tuple[str, ...]:
+        """The layer specs an explainer or control is scored at."""
+        return self.explainer_layers.get(producer, self.layers)
 
     def train_config(self, model: str, variant: Variant, seed: int) -> TrainConfig:
         """The training config of (model, variant, seed): the suite's data and ``train``
