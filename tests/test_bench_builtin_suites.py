@@ -40,7 +40,10 @@ def test_builtin_suite_runs_in_miniature_with_every_producer_at_its_layers(name,
     run = run_suite(suite, runs_root=runs_root, progress=False)
     table = read_results(run)
     model = build_model(plan(suite)[0].config, 7)
-    for producer in (*suite.explainers, *suite.controls):
+    producers = (*suite.explainers, *suite.controls)
+    methods = table.loc[table.method != "classifier", "method"]
+    assert list(dict.fromkeys(methods)) == [method_label(p, suite.controls) for p in producers]
+    for producer in producers:
         label = method_label(producer, suite.controls)
         expected = set(resolve_layers(model, list(suite.layers_of(producer))))
         assert set(table[table.method == label].layer) == expected, (name, producer)

@@ -197,9 +197,10 @@ def evaluate_model(
         with torch.no_grad():
             preds = model(images).argmax(1)
         targets = labels if target == "gt" else preds
-        maps = {}
+        explained = {}
         for names, group in groups.items():
-            maps |= explain(model, images, targets, list(names), group, landmarks=landmarks)
+            explained |= explain(model, images, targets, list(names), group, landmarks=landmarks)
+        maps = {m.name: explained[m.name] for m in methods}  # the suite's order, not the groups'
         index = positions[number * batch_size : number * batch_size + len(labels)]
         scores.begin(index, batch["id"], labels, reasons, preds)
         kept = samples.select(labels)
