@@ -4,11 +4,21 @@ suite whose explainer cannot explain a layer before anything is trained."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aubench.bench.evaluate import method_label
 from aubench.bench.results import read_manifest, read_results
-from aubench.bench.runner import check_suite, describe_plan, model_dir, plan, run_suite
+from aubench.bench.runner import (
+    check_suite,
+    describe_plan,
+    model_dir,
+    plan,
+    prepare_run_folder,
+    run_suite,
+    suite_hash,
+)
 from aubench.bench.suite import SuiteError, list_suites, load_suite
 from aubench.bench.summary import headline
 from aubench.metrics import METRICS
@@ -113,3 +123,14 @@ def test_dry_run_counts_each_producer_at_its_own_layers():
     assert suite.layers_of("cam") == ("stage:5",) and len(suite.layers_of("attention")) == 4
     # attention and three controls at 4 layers, cam at 1: 17 pairs × 3 metrics
     assert "17 (producer, layer) pairs × 3 metric(s) = 51 scores" in describe_plan(suite, "runs")
+
+
+def test_suites_without_explainer_layers_keep_their_hash_and_resume_older_runs():
+    """The committed runs predate ``explainer_layers``: this version must accept their folders."""
+    reports = Path(__file__).parents[1] / "reports"
+    for name in ("quick", "cam-methods"):
+        suite = load_suite(name)
+        assert suite_hash(suite) == read_manifest(reports / name)["suite_hash"]
+        prepare_run_folder(reports / name, suite)  # raises for a folder of another suite
+    with_own = load_suite("quick", ["explainer_layers.cam=[stage:5]"])
+    assert suite_hash(with_own) != suite_hash(load_suite("quick"))

@@ -122,7 +122,7 @@ def check_suite(suite: Suite) -> None:
 
 def suite_hash(suite: Suite) -> str:
     """12 hex digits identifying the resolved suite (the default run folder's suffix)."""
-    text = json.dumps(suite.model_dump(mode="json"), sort_keys=True)
+    text = json.dumps(suite.dump(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -281,7 +281,7 @@ def prepare_run_folder(run: Path, suite: Suite) -> None:
     import yaml
 
     stored = run / "suite.json"
-    text = json.dumps(suite.model_dump(mode="json"), sort_keys=True, indent=2)
+    text = json.dumps(suite.dump(), sort_keys=True, indent=2)
     if stored.is_file():
         if stored.read_text() != text:
             raise FileExistsError(
@@ -291,7 +291,7 @@ def prepare_run_folder(run: Path, suite: Suite) -> None:
     if run.is_dir() and any(run.iterdir()):
         raise FileExistsError(f"{run} is not empty and holds no aubench suite run")
     write_atomic(stored, text.encode())
-    write_atomic(run / "suite.yaml", yaml.safe_dump(suite.model_dump(mode="json")).encode())
+    write_atomic(run / "suite.yaml", yaml.safe_dump(suite.dump()).encode())
 
 
 def _write_parquet(path: Path, table: pd.DataFrame) -> None:
@@ -347,7 +347,7 @@ def _manifest(
         except metadata.PackageNotFoundError:
             packages[name] = None
     return {
-        "suite": suite.model_dump(mode="json"),
+        "suite": suite.dump(),
         "suite_hash": suite_hash(suite),
         "seeds": list(suite.seeds),
         "layers": _resolved_layers(suite),

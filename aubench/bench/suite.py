@@ -31,6 +31,8 @@ from aubench.train.config import TrainConfig
 BUILTIN_SUITES = resources.files("aubench.bench") / "suites"
 #: The control explainers every comparison can include (DESIGN: random, centre, generic face).
 CONTROLS = ("random", "centre", "generic-face")
+#: Fields added after suites were first written, dumped only when set (see :meth:`Suite.dump`).
+_LATER = {"explainer_layers"}
 
 
 class SuiteError(ValueError):
@@ -140,6 +142,14 @@ class Suite(_Strict):
             except ValueError as err:
                 raise ValueError(f"train/variants: {err}") from None
         return self
+
+    def dump(self) -> dict[str, Any]:
+        """The resolved suite as JSON-ready data (``suite.json``, the manifest, the hash).
+
+        ``explainer_layers`` is left out while empty, so suites written before the field existed
+        keep their hash, their default run folder and their resumable runs.
+        """
+        return self.model_dump(mode="json", exclude=None if self.explainer_layers else _LATER)
 
     def layers_of(self, producer: str) -> tuple[str, ...]:
         """The layer specs an explainer or control is scored at."""
