@@ -19,7 +19,7 @@ Control rows come last in each model's block and never compete for bold.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -66,7 +66,8 @@ class Table:
     ``columns`` = (header group, sub-header) pairs; ``infos`` holds each column's metric.
     Bold marks the best value per column within blocks of equal leading ``group_levels`` row
     labels (``controls`` excluded), comparing the values as displayed. ``baseline`` is the
-    column label the tests compare with; ``n_seeds`` the most seeds behind a cell.
+    column label the tests compare with; ``n_seeds`` the most seeds behind a cell. ``ranked``
+    False: rows are not competitors (e.g. randomisation depths), so nothing is bold.
     """
 
     name: str
@@ -82,6 +83,7 @@ class Table:
     group_levels: int
     baseline: str
     n_seeds: int
+    ranked: bool = True
 
     @property
     def rows(self) -> list[Row]:
@@ -127,6 +129,8 @@ class Table:
             axis=1,
         )
         bold = np.zeros(rounded.shape, dtype=bool)
+        if not self.ranked:
+            return bold
         rows, levels = self.rows, self.group_levels
         for group in dict.fromkeys(row[:levels] for row in rows):
             members = np.array([r[:levels] == group and r not in self.controls for r in rows])
@@ -339,7 +343,8 @@ def sanity_table(run: RunData) -> Table | None:
         "re-initialising the model from the top down to each module."
     )
     rows = ("Randomised down to",)
-    return _assemble(run, "sanity", title, rows, specs, group_levels=_levels(run))
+    table = _assemble(run, "sanity", title, rows, specs, group_levels=_levels(run))
+    return replace(table, ranked=False)
 
 
 def category_tables(run: RunData, shown: Sequence[str]) -> list[Table]:
