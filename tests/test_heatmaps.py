@@ -78,9 +78,21 @@ def test_sampling_blur_matrices_equal_cv2_and_upsample_equals_cv2_resize():
         ours = hm._sample_blur_matrix_np(height) @ samples @ hm._sample_blur_matrix_np(width).T
         theirs = cv2.blur(cv2.resize(canvas, (28, 28)), (3, 3))
         np.testing.assert_allclose(ours, theirs, atol=1e-12)
-    grid = rng.random((28, 28))
-    up = hm._upsample(torch.tensor(grid)[None], 150, 100)[0].numpy()
-    np.testing.assert_allclose(up, cv2.resize(grid, (100, 150)), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "height, width",
+    # even multiples of 28 rows take the multiply-add path, the others the dense matmul
+    [(224, 224), (112, 112), (56, 300), (224, 150), (150, 100), (84, 84), (28, 28), (20, 40)],
+)
+def test_upsample_equals_cv2_resize(height, width):
+    grids = np.random.default_rng(height * width).random((3, 28, 28))
+    up = hm._upsample(torch.tensor(grids), height, width).numpy()
+    for grid, ours in zip(grids, up, strict=True):
+        np.testing.assert_allclose(ours, cv2.resize(grid, (width, height)), atol=1e-12)
+    single = hm._upsample(torch.tensor(grids, dtype=torch.float32), height, width)
+    assert single.dtype == torch.float32 and single.is_contiguous()
+    np.testing.assert_allclose(single.numpy(), up, atol=1e-6)
 
 
 def test_belharbi2024_other_resolutions_follow_the_reference():

@@ -306,10 +306,36 @@ def _constant(
 
 
 def _upsample(grids: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bilinear resize (N, h, w) → (N, H, W), ``align_corners=False``, as two small matmuls."""
-    rows = _resize_matrix(grids.shape[-2], height, grids)
-    cols = _resize_matrix(grids.shape[-1], width, grids)
-    return rows @ (grids @ cols.T)
+    """Bilinear resize (N, h, w) → (N, H, W), ``align_corners=False`` (OpenCV's INTER_LINEAR).
+
+    Columns first, one matmul with the (W, w) resize matrix. Rows: when H = f·h with f even
+    (224 = 8·28, 112 = 4·28), output row f·i + r of the first half (r < f/2) lies between input
+    rows i − 1 and i, and of the second half between i and i + 1, at the fraction
+    w_r = (r + ½)/f − ½ − ⌊(r + ½)/f − ½⌋, the same for every i. With the rows replicate-padded,
+    P = [row 0, rows, row h − 1] (N, h + 2, W), that is
+    ``out[:, f·i + r] = lerp(P[i + half], P[i + half + 1], w_r)``: one broadcast interpolation
+    writing each output value once, instead of a dense (H × h) matmul per map whose flops are
+    ~h/2 times larger (the whole cost of a batch of 224² maps). Replicating the border rows is
+    OpenCV's clamping. Other heights use the dense matmul.
+    """
+    count, rows_in, cols_in = grids.shape
+    cols = _resize_matrix(cols_in, width, grids)
+    factor, rest = divmod(height, rows_in)
+    if rest or factor % 2:
+        return _resize_matrix(rows_in, height, grids) @ (grids @ cols.T)
+    padded = torch.cat([grids[:, :1], grids, grids[:, -1:]], dim=1) @ cols.T  # (N, h + 2, W)
+    # overlapping views (N, h, 2 halves, 1, W): [:, i, half] = padded row i + half (+ 1)
+    low = padded[:, :-1].unfold(1, 2, 1).transpose(2, 3).unsqueeze(3)
+    high = padded[:, 1:].unfold(1, 2, 1).transpose(2, 3).unsqueeze(3)
+    fractions = _constant(_half_fractions_np, (factor,), grids.device, grids.dtype)  # (2, f/2, 1)
+    return torch.lerp(low, high, fractions).view(count, height, width)
+
+
+def _half_fractions_np(factor: int) -> np.ndarray:
+    """(2, f/2, 1): the interpolation fraction of each output row within its input cell's two
+    halves, for an even integer upscale factor f (see :func:`_upsample`)."""
+    offsets = (np.arange(factor) + 0.5) / factor - 0.5
+    return (offsets - np.floor(offsets)).reshape(2, factor // 2, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,35 +364,43 @@ def _blurred_samples(ellipses: torch.Tensor, height: int, width: int) -> torch.T
     """(P, S, 4) ellipses of P AUs → (P, 28, 28): ``cv2.blur(cv2.resize(canvas, (28, 28)))`` of
     the 0/1 canvas of each AU's union of S ellipses (a one-ellipse AU repeats its ellipse).
 
-    OpenCV's linear downscale samples each cell at 2×2 canvas pixels (:func:`_linear_taps`).
-    Sampling weights and the 3×3 box blur are both linear, so together they are one matrix per
-    axis, G = blur · taps (28 × 56), and ``grid = G_y · inside · G_xᵀ`` where ``inside`` is the
-    union tested at the samples. All 56 column samples are tested (``inside @ G_xᵀ`` is then one
-    shared-matrix product); rows are tested only inside a window of cells around the AU's
-    ellipses, since the canvas is 0 elsewhere.
+    OpenCV's linear downscale samples cell c at two canvas pixels per axis with weights
+    (w0_c, w1_c) (:func:`_linear_taps`), and the box blur averages 3 cells per axis
+    (BORDER_REFLECT_101). Both are linear and separable: with I the union tested at the 56×56
+    samples, ``grid = B · T_y · I · T_xᵀ · Bᵀ`` (T: taps, 28 × 56; B: blur, 28 × 28). Rows are
+    tested only inside a window of m cells around the AU's ellipses, since the canvas is 0
+    elsewhere; T_y is applied there elementwise (two sample rows per cell), T_xᵀBᵀ as one shared
+    (56 × 28) matrix, and B as its (28 × m) column slice at the window.
     """
-    rows, ys = _row_window(ellipses, height)  # (P, 2ny)
+    start, ys = _row_window(ellipses, height)  # (P,), (P, m, 2)
+    count, cells = ys.shape[:2]
     xs = _constant(_sample_positions_np, (width,), ellipses.device, ellipses.dtype)  # (56,)
     cx, cy, ax, ay = (ellipses[..., i, None] for i in range(4))  # (P, S, 1)
     qx = ((xs - cx) / ax).square_()  # (P, S, 56); axes > 0: grown by the margin
-    qy = ((ys[:, None] - cy) / ay).square_()  # (P, S, 2ny)
-    inside = qy[:, 0, :, None] + qx[:, 0, None, :]  # (P, 2ny, 56)
+    qy = ((ys.view(count, 1, 2 * cells) - cy) / ay).square_()  # (P, S, 2m)
+    inside = qy[:, 0, :, None] + qx[:, 0, None, :]  # (P, 2m, 56)
     for other in range(1, ellipses.shape[1]):
         torch.minimum(inside, qy[:, other, :, None] + qx[:, other, None, :], out=inside)
-    inside.le_(1)  # 1.0 inside an ellipse, else 0.0
-    g_cols = _constant(_sample_blur_matrix_t_np, (width,), ellipses.device, ellipses.dtype)
-    along_x = (inside.flatten(0, 1) @ g_cols).view(*inside.shape[:2], PAPER_GRID)  # (P, 2ny, 28)
-    g_rows = _window_matrix(height, rows, inside)  # (P, 2ny, 28)
-    return g_rows.transpose(-1, -2) @ along_x
+    inside = inside.le_(1).view(count, cells, 2, xs.numel())  # 1.0 inside an ellipse, else 0.0
+    taps = _constant(_tap_weights_np, (height,), ellipses.device, ellipses.dtype)
+    weights = taps[start[:, None] + torch.arange(cells, device=start.device)]  # (P, m, 2)
+    rows = torch.addcmul(
+        inside[:, :, 0] * weights[..., 0, None], inside[:, :, 1], weights[..., 1, None]
+    )  # (P, m, 56): T_y · I
+    along_x = _constant(_sample_blur_matrix_t_np, (width,), ellipses.device, ellipses.dtype)
+    cells_x = (rows.flatten(0, 1) @ along_x).view(count, cells, PAPER_GRID)  # (P, m, 28)
+    blur = _constant(_blur3_np, (PAPER_GRID,), ellipses.device, ellipses.dtype)
+    # (28 − m + 1, 28, m) overlapping view: [s] = the blur's columns s … s + m − 1
+    windows = blur.as_strided((PAPER_GRID - cells + 1, PAPER_GRID, cells), (1, PAPER_GRID, 1))
+    return windows.index_select(0, start) @ cells_x
 
 
 def _row_window(ellipses: torch.Tensor, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The row samples of the cells that can see the AU's ellipses.
+    """The cells whose row samples can see the AU's ellipses.
 
     A cell can see [min(cy − ay), max(cy + ay)] over the S ellipses when one of its two taps lies
-    inside. Returns sample indices into the 56 (cell, tap) row samples of the 28-cell grid and
-    their pixel rows, both (P, 2n); n is the tallest window of the batch and windows are shifted to
-    stay inside the grid.
+    inside. Returns each AU's first cell (P,) and the pixel rows of the two taps of its m cells
+    (P, m, 2); m is the tallest window of the batch and windows are shifted to stay in the grid.
     """
     low = (ellipses[..., 1] - ellipses[..., 3]).amin(dim=1)
     high = (ellipses[..., 1] + ellipses[..., 3]).amax(dim=1)
@@ -375,14 +409,18 @@ def _row_window(ellipses: torch.Tensor, height: int) -> tuple[torch.Tensor, torc
     last = torch.searchsorted(taps[0], high, right=True) - 1
     size = int((last - first + 1).max().clamp(1, PAPER_GRID)) if low.numel() else 1
     start = first.clamp(0, PAPER_GRID - size)
-    samples = 2 * start[:, None] + torch.arange(2 * size, device=ellipses.device)
-    positions = _constant(_sample_positions_np, (height,), ellipses.device, ellipses.dtype)
-    return samples, torch.index_select(positions, 0, samples.flatten()).view_as(samples)
+    cells = start[:, None] + torch.arange(size, device=ellipses.device)
+    return start, taps.T[cells]
 
 
 def _tap_table_np(n_in: int) -> np.ndarray:
     """(2 taps, 28 cells): the pixel positions OpenCV samples for each cell along one axis."""
     return np.ascontiguousarray(_linear_taps(n_in, PAPER_GRID)[0].T, dtype=np.float64)
+
+
+def _tap_weights_np(n_in: int) -> np.ndarray:
+    """(28 cells, 2 taps): OpenCV's linear-downscale weights of each cell's two samples."""
+    return _linear_taps(n_in, PAPER_GRID)[1]
 
 
 def _sample_positions_np(n_in: int) -> np.ndarray:
@@ -406,12 +444,6 @@ def _sample_blur_matrix_np(n_in: int) -> np.ndarray:
     taps = np.zeros((PAPER_GRID, 2 * PAPER_GRID))
     taps[np.arange(PAPER_GRID).repeat(2), np.arange(2 * PAPER_GRID)] = weights.flatten()
     return _blur3_np(PAPER_GRID) @ taps
-
-
-def _window_matrix(n_in: int, samples: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Gᵀ restricted to each window's samples: (P, 2n) sample indices → (P, 2n, 28)."""
-    table = _constant(_sample_blur_matrix_t_np, (n_in,), like.device, like.dtype)
-    return torch.index_select(table, 0, samples.flatten()).view(*samples.shape, PAPER_GRID)
 
 
 def _sample_blur_matrix_t_np(n_in: int) -> np.ndarray:
