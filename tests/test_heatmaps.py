@@ -68,7 +68,7 @@ def test_sampling_taps_equal_opencv_linear_resize():
         np.testing.assert_allclose(ours, theirs, atol=1e-12)
 
 
-def test_sampling_blur_matrices_equal_cv2_and_upsample_equals_cv2_resize():
+def test_sampling_blur_matrices_equal_cv2():
     rng = np.random.default_rng(4)
     for height, width in [(224, 224), (150, 100), (64, 96)]:
         canvas = rng.random((height, width))
@@ -82,7 +82,7 @@ def test_sampling_blur_matrices_equal_cv2_and_upsample_equals_cv2_resize():
 
 @pytest.mark.parametrize(
     "height, width",
-    # even multiples of 28 rows take the multiply-add path, the others the dense matmul
+    # even multiples of 28 rows take the broadcast-lerp path, the others the dense matmul
     [(224, 224), (112, 112), (56, 300), (224, 150), (150, 100), (84, 84), (28, 28), (20, 40)],
 )
 def test_upsample_equals_cv2_resize(height, width):
@@ -93,6 +93,42 @@ def test_upsample_equals_cv2_resize(height, width):
     single = hm._upsample(torch.tensor(grids, dtype=torch.float32), height, width)
     assert single.dtype == torch.float32 and single.is_contiguous()
     np.testing.assert_allclose(single.numpy(), up, atol=1e-6)
+
+
+@pytest.mark.parametrize("height, width", [(224, 224), (160, 160), (150, 100)])
+def test_windowed_cells_equal_the_dense_sample_blur_product(height, width):
+    # AUs of one or two ellipses anywhere, many touching or crossing a border (where the blur
+    # reflects) or outside the image: the windowed rasterisation must equal G_y · I · G_xᵀ with I
+    # the union tested at all 56×56 samples
+    rng = np.random.default_rng(height + width)
+    count = 300
+    # pairs stay close in y (as the paper's left/right AU pairs do), so the row windows are short
+    # and sit at every offset, the borders included
+    first = rng.uniform(-20, [width + 20, height + 20], (count, 1, 2))
+    first[:60, 0, 1] = rng.choice([0.0, 3.0, height - 4.0, height - 1.0], 60)
+    first[60:120, 0, 0] = rng.choice([0.0, 3.0, width - 4.0, width - 1.0], 60)
+    centres = first + np.stack(
+        [rng.uniform(-60, 60, (count, 2)), rng.uniform(-6, 6, (count, 2))], -1
+    )
+    centres[:, 0] = first[:, 0]
+    axes = np.stack([rng.integers(1, 40, (count, 2)), rng.integers(1, 12, (count, 2))], -1)
+    axes = axes + hm.CV2_FILL_MARGIN
+    ellipses = np.concatenate([centres, axes], axis=-1)
+    ellipses[::3, 1] = ellipses[::3, 0]  # one-ellipse AUs repeat their ellipse
+    ours = hm._blurred_samples(torch.tensor(ellipses), height, width).numpy()
+    rows, _ = hm._linear_taps(height, 28)
+    cols, _ = hm._linear_taps(width, 28)
+    ys, xs = rows.flatten()[None, :, None], cols.flatten()[None, None, :]
+    inside = np.zeros((count, 56, 56))
+    for e in range(2):
+        cx, cy, ax, ay = (ellipses[:, e, i, None, None] for i in range(4))
+        inside = np.maximum(inside, ((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2 <= 1)
+    dense = hm._sample_blur_matrix_np(height) @ inside @ hm._sample_blur_matrix_np(width).T
+    np.testing.assert_allclose(ours, dense, atol=1e-12)
+    assert (dense > 0).any(axis=(1, 2)).sum() > count // 2  # most AUs reach the grid
+    start, taps = hm._row_window(torch.tensor(ellipses), height)
+    size = taps.shape[1]  # the batch's window height m
+    assert size < 20 and {0, 1, 27 - size, 28 - size} <= set(start.tolist())  # windows everywhere
 
 
 def test_belharbi2024_other_resolutions_follow_the_reference():
