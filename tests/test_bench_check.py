@@ -121,6 +121,78 @@ def test_cli_exit_codes(tmp_path, baseline, capsys):
     assert main(["check", str(bad), "--baseline", str(baseline)]) == 0
 
 
+def test_cells_the_baseline_lacks_are_listed_as_unchecked(tmp_path, baseline):
+    data = json.loads(baseline.read_text())
+    data["entries"] = [e for e in data["entries"] if e["metric"] != "deletion_auc"]
+    baseline.write_text(json.dumps(data))
+    result = check_run(_write_run(tmp_path / "run"), baseline)
+    assert result.ok
+    assert result.unchecked.metric.tolist() == ["deletion_auc"]
+    text = result.describe()
+    assert "no regression in 2 checked cells" in text
+    assert "1 cell(s) of the run have no baseline entry and were not checked" in text
+    assert "deletion_auc" in text.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda d: d["tolerances"].update(default={"abs": -0.01}),
+            "tolerances.default.abs = -0.01",
+        ),
+        (lambda d: d["tolerances"].update(cosine={"abs": "big"}), "tolerances.cosine.abs = 'big'"),
+        (lambda d: d["tolerances"].update(cosine={"ci": "yes"}), "tolerances.cosine.ci = 'yes'"),
+        (lambda d: d["tolerances"].update(cosine={"absolute": 1}), "tolerances.cosine must"),
+        (lambda d: d["entries"][1].update(seed="zero"), "entries[1].seed = 'zero'"),
+        (lambda d: d["entries"][1].update(seed=0.5), "entries[1].seed = 0.5"),
+        (lambda d: d["entries"][2].pop("metric"), "entries[2] lacks ['metric']"),
+        (lambda d: d["entries"][0].update(value="high"), "entries[0].value = 'high'"),
+        (lambda d: d.pop("tolerances"), "missing field 'tolerances'"),
+    ],
+)
+def test_a_malformed_baseline_is_refused_naming_the_field(
+    tmp_path, baseline, capsys, edit, message
+):
+    data = json.loads(baseline.read_text())
+    edit(data)
+    baseline.write_text(json.dumps(data))
+    before = baseline.read_bytes()
+    run = _write_run(tmp_path / "run")
+    assert main(["check", str(run), "--baseline", str(baseline)]) == 2
+    err = capsys.readouterr().err
+    assert str(baseline) in err and message in err
+    assert baseline.read_bytes() == before  # nothing rewritten
+
+
+def test_a_broken_baseline_or_manifest_is_one_clear_line(tmp_path, baseline, capsys):
+    run = _write_run(tmp_path / "run")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"entries": [')
+    assert main(["check", str(run), "--baseline", str(broken)]) == 2
+    assert f"{broken}: not valid JSON" in capsys.readouterr().err
+    write_manifest(run, {"suite": {"name": "t"}})
+    assert main(["check", str(run), "--baseline", str(baseline)]) == 2
+    assert "manifest.json: missing field 'metrics'" in capsys.readouterr().err
+
+
+def test_a_cell_counted_twice_is_refused(tmp_path, baseline):
+    run = _write_run(tmp_path / "run")
+    table = pd.read_parquet(run / "results.parquet")
+    write_results(run, pd.concat([table, table.iloc[[1]]], ignore_index=True))
+    with pytest.raises(ValueError, match=r"2 rows share their cell.*method='gradcam'"):
+        check_run(run, baseline)
+
+
+def test_a_missing_run_folder_is_named_before_the_baseline(tmp_path, capsys):
+    missing = tmp_path / "no-such-run"
+    for baseline in (tmp_path / "none.json", tmp_path):  # absent, and not even a file
+        assert main(["check", str(missing), "--baseline", str(baseline)]) == 2
+        err = capsys.readouterr().err
+        assert f"run folder {missing} does not exist" in err
+        assert "baseline" not in err
+
+
 def test_pytest_fixture_fails_a_test_on_regression(pytester, tmp_path, baseline):
     good = _write_run(tmp_path / "good")
     bad = _write_run(tmp_path / "bad", cosine=0.5)

@@ -12,7 +12,10 @@ tolerance is ``tolerances[metric]`` or else ``tolerances["default"]``: ``{"abs":
 change worse than ``t`` in the metric's bad direction; ``{"ci": true}`` flags a value worse than
 the baseline's bootstrap 95% CI bound (and ``abs`` then also applies when both are given: the
 larger allowance wins). Improvements never fail. A cell of the baseline that the run lacks is a
-regression ("missing"). Directions come from the run's manifest (metric metadata).
+regression ("missing"); a headline cell of the run that the baseline lacks is listed as
+"unchecked" (it cannot fail, but the report says so). Directions come from the run's manifest
+(metric metadata). A malformed baseline (a negative tolerance, a non-integer seed, a missing
+field) is refused with the file and the field named.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from aubench.bench.results import KEY_COLUMNS, read_manifest, read_results
+from aubench.bench.results import KEY_COLUMNS, MANIFEST, read_manifest, read_results
 from aubench.io import write_atomic
 
 DEFAULT_TOLERANCES = {"default": {"abs": 0.05}, "accuracy": {"abs": 3.0}}
@@ -37,6 +40,8 @@ class CheckResult:
     """The comparison table (one row per baseline entry) and whether any row regressed."""
 
     table: pd.DataFrame
+    #: headline cells of the run that the baseline has no entry for (not checked)
+    unchecked: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -54,10 +59,20 @@ class CheckResult:
         text = shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}")
         bad = len(self.regressions)
         verdict = f"{bad} regression(s)" if bad else "no regression"
-        return f"{text}\n{verdict} in {len(self.table)} checked cells"
+        lines = [text, f"{verdict} in {len(self.table)} checked cells"]
+        if len(self.unchecked):
+            lines.append(
+                f"{len(self.unchecked)} cell(s) of the run have no baseline entry and were not "
+                "checked (add them with --update-baseline):"
+            )
+            columns = ["variant", "method", "layer", "metric", "class"]
+            lines.append(self.unchecked[columns].to_string(index=False))
+        return "\n".join(lines)
 
 
 def load_baseline(path: str | os.PathLike) -> dict:
+    """Read and validate a baseline file; ``ValueError`` naming the file and the field (entry
+    number, key, value) that is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -66,25 +81,73 @@ def load_baseline(path: str | os.PathLike) -> dict:
         )
     try:
         baseline = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(baseline, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'tolerances' and 'entries'")
     for key in ("entries", "tolerances"):
         if key not in baseline:
             raise ValueError(f"{path}: missing field {key!r}")
+    _check_tolerances(path, baseline["tolerances"])
+    if not isinstance(baseline["entries"], list):
+        raise ValueError(f"{path}: 'entries' must be a list")
+    for number, entry in enumerate(baseline["entries"]):
+        _check_entry(path, number, entry)
     return baseline
 
 
+def _check_tolerances(path: Path, tolerances: object) -> None:
+    if not isinstance(tolerances, dict) or "default" not in tolerances:
+        raise ValueError(f"{path}: 'tolerances' must be an object with a 'default' entry")
+    for metric, tolerance in tolerances.items():
+        where = f"{path}: tolerances.{metric}"
+        if not isinstance(tolerance, dict) or not set(tolerance) <= {"abs", "ci"}:
+            raise ValueError(f'{where} must look like {{"abs": 0.05}} or {{"ci": true}}')
+        value = tolerance.get("abs", 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"{where}.abs = {value!r}: a tolerance must be a number ≥ 0")
+        if not isinstance(tolerance.get("ci", False), bool):
+            raise ValueError(f"{where}.ci = {tolerance['ci']!r}: expected true or false")
+
+
+def _check_entry(path: Path, number: int, entry: object) -> None:
+    where = f"{path}: entries[{number}]"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be an object")
+    missing = [c for c in (*KEY_COLUMNS, "value") if c not in entry]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    seed = entry["seed"]
+    if isinstance(seed, bool) or not (
+        isinstance(seed, int) or (isinstance(seed, float) and seed.is_integer())
+    ):
+        raise ValueError(f"{where}.seed = {seed!r}: a seed must be an integer")
+    for key in ("value", "ci_low", "ci_high"):
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{where}.{key} = {value!r}: expected a number or null")
+
+
 def check_run(run: str | os.PathLike, baseline_path: str | os.PathLike) -> CheckResult:
-    """Compare run folder ``run`` with the baseline file (see the module doc)."""
-    baseline = load_baseline(baseline_path)
+    """Compare run folder ``run`` with the baseline file (see the module doc). The run folder is
+    read first, so a mistyped run is named before anything is said about the baseline."""
     table = read_results(run)
-    directions = {
-        name: meta["higher_is_better"] for name, meta in read_manifest(run)["metrics"].items()
-    }
+    directions = _directions(run)
+    baseline = load_baseline(baseline_path)
+    duplicated = table[table.duplicated(KEY_COLUMNS, keep=False)]
+    if len(duplicated):
+        first = duplicated.iloc[0]
+        raise ValueError(
+            f"{Path(run) / 'results.parquet'}: {len(duplicated)} rows share their cell, e.g. "
+            + ", ".join(f"{c}={first[c]!r}" for c in KEY_COLUMNS)
+            + " (was one evaluation counted twice?)"
+        )
     indexed = table.set_index(KEY_COLUMNS)
     rows = []
+    checked = set()
     for entry in baseline["entries"]:
         key = tuple(_key_value(entry, c) for c in KEY_COLUMNS)
+        checked.add(key)
         metric = entry["metric"]
         tolerance = baseline["tolerances"].get(metric, baseline["tolerances"]["default"])
         higher = directions.get(metric, True)
@@ -105,7 +168,24 @@ def check_run(run: str | os.PathLike, baseline_path: str | os.PathLike) -> Check
         worse = -delta if higher else delta
         status = "regression" if worse > allowed or math.isnan(value) else "ok"
         rows.append({**row, "run": value, "delta": delta, "allowed": allowed, "status": status})
-    return CheckResult(pd.DataFrame(rows))
+    headline = table[table["class"].isin(HEADLINE_CLASSES)]
+    keys = list(headline[KEY_COLUMNS].itertuples(index=False, name=None))
+    unchecked = headline[[key not in checked for key in keys]]
+    return CheckResult(
+        pd.DataFrame(rows), unchecked[[*KEY_COLUMNS, "value"]].reset_index(drop=True)
+    )
+
+
+def _directions(run: str | os.PathLike) -> dict[str, bool]:
+    """metric → higher is better, from the run's manifest (``ValueError`` naming the field)."""
+    metrics = read_manifest(run).get("metrics")
+    where = Path(run) / MANIFEST
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{where}: missing field 'metrics' (metric metadata); re-run the suite")
+    for name, meta in metrics.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get("higher_is_better"), bool):
+            raise ValueError(f"{where}: metrics.{name} lacks a true/false 'higher_is_better'")
+    return {name: meta["higher_is_better"] for name, meta in metrics.items()}
 
 
 def _key_value(entry: dict, column: str):

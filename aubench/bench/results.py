@@ -92,6 +92,8 @@ def write_results(run: str | os.PathLike, table: pd.DataFrame) -> None:
 
 def read_results(run: str | os.PathLike) -> pd.DataFrame:
     """The results table of run folder ``run`` (``FileNotFoundError`` naming it when absent)."""
+    if not Path(run).is_dir():
+        raise FileNotFoundError(f"run folder {run} does not exist")
     path = Path(run) / "results.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {run} a finished aubench run folder?")
