@@ -123,6 +123,17 @@ class Suite(_Strict):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("models", "seeds", "layers", "explainers", "metrics", "controls")
+    @classmethod
+    def _no_duplicates(cls, value: tuple) -> tuple:
+        """A repeated model or seed would be evaluated once and counted twice (a "± std over 2
+        seeds" of one run); refuse it, naming the value."""
+        repeated = sorted({item for item in value if value.count(item) > 1}, key=str)
+        if repeated:
+            shown = ", ".join(repr(item) for item in repeated)
+            raise ValueError(f"{shown} listed more than once; each entry must be unique")
+        return value
+
     @model_validator(mode="after")
     def _names_exist(self) -> Suite:
         from aubench.explain import EXPLAINERS
