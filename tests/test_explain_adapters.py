@@ -47,8 +47,8 @@ def _direct_gc(cls, model, layer, x, y, reshape=None, **options):
 GC_LAYER_METHODS = {
     "scorecam": gc.ScoreCAM,
     "ablationcam": gc.AblationCAM,
-    "eigencam": gc.EigenCAM,
-    "eigengradcam": gc.EigenGradCAM,
+    "gc:eigencam": gc.EigenCAM,
+    "gc:eigengradcam": gc.EigenGradCAM,
     "kpca-cam": gc.KPCA_CAM,
     "fem": gc.FEM,
     "shapleycam": gc.ShapleyCAM,
@@ -83,7 +83,7 @@ def test_gradcam_adapter_on_vit_tokens_matches_the_library_with_its_reshape():
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 2])
     reshape = partial(vit_reshape_transform, height=2, width=2)
     direct = {
-        "eigencam": partial(_direct_gc, gc.EigenCAM),
+        "gc:eigencam": partial(_direct_gc, gc.EigenCAM),
         "scorecam": partial(_direct_gc, gc.ScoreCAM),
         "ablationcam": partial(_direct_gc, gc.AblationCAM, ablation_layer=gc.AblationLayerVit()),
     }

@@ -38,6 +38,7 @@ def test_registry_lists_every_method_of_the_issue():
     wanted = {
         "attention", "cam", "gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
         "gradcam-elementwise", "scorecam", "ablationcam", "eigencam", "eigengradcam", "fullgrad",
+        "gc:eigencam", "gc:eigengradcam",
         "kpca-cam", "fem", "shapleycam", "integrated-gradients", "saliency", "input-x-gradient",
         "guided-backprop", "guided-gradcam", "deeplift", "occlusion", "layer-gradcam",
         "smoothgrad", "random", "centre", "generic-face",

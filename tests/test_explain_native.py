@@ -16,6 +16,7 @@ from aubench.explain import (
     GradCAMPlusPlus,
     Postprocess,
     explain,
+    first_component_maps,
     get_explainer,
     layer_maps,
     minmax,
@@ -236,3 +237,54 @@ def test_gradient_family_equals_pytorch_grad_cam(backbone, method):
         assert got.shape == expected.shape
         assert expected.max() > 0.99  # a real, non-degenerate map
         np.testing.assert_allclose(got, expected, rtol=0, atol=GC_ATOL, err_msg=f"{method} {layer}")
+
+
+# --- Eigen-CAM and Eigen-Grad-CAM, native ------------------------------------------------------
+
+
+def test_first_component_by_hand_and_its_sign_rule():
+    # channel 0 = [[3, 0], [0, 1]] (centred: [[2, -1], [-1, 0]]), channel 1 = 0: the first
+    # principal direction is channel 0, σ₁u₁ = ±[2, -1, -1, 0]; |max| > |min| fixes the sign
+    a = T([[[[3, 0], [0, 1]], [[0, 0], [0, 0]]]])
+    expected = T([[[2, -1], [-1, 0]]])
+    torch.testing.assert_close(first_component_maps(a), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(first_component_maps(-a), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(first_component_maps(a + 5.0), expected, rtol=0, atol=1e-6)
+    nan = a.clone()
+    nan[0, 1, 0, 0] = float("nan")  # NaN counts as 0, as pytorch-grad-cam does
+    torch.testing.assert_close(first_component_maps(nan), expected, rtol=0, atol=1e-6)
+
+
+def test_eigencam_is_native_one_pass_and_eigengradcam_uses_the_gradients(hand):
+    model, x, y = hand
+    maps = explain(model, x, y, ["features"], ["eigencam", "eigengradcam", "gradcam"])
+    a = model.features(x).detach()
+    torch.testing.assert_close(maps["eigencam"]["features"], first_component_maps(a))
+    # HandNet's GAP + linear head: g = W_t / 4 per channel, so g ⊙ A is A with scaled channels
+    scaled = a * (model.fc.weight.detach()[y] / 4)[:, :, None, None]
+    torch.testing.assert_close(maps["eigengradcam"]["features"], first_component_maps(scaled))
+
+
+def _sign_fixed(raw: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam Seg-Eigen-CAM's eq. 13, per map: negate when |min| > |max|."""
+    flip = np.abs(raw.min(axis=(1, 2))) > np.abs(raw.max(axis=(1, 2)))
+    return np.where(flip[:, None, None], -raw, raw)
+
+
+@pytest.mark.parametrize("method", ["eigencam", "eigengradcam"])
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_native_eigen_methods_equal_pytorch_grad_cam_up_to_its_sign(name, method):
+    side, layers, _ = BACKBONES[name]
+    torch.manual_seed(0)
+    model = create(name, 7, img_size=side)
+    x, y = torch.randn(3, 3, side, side), torch.tensor([0, 3, 6])
+    native = explain(model, x, y, layers, [method])[method]
+    library = get_explainer(f"gc:{method}")(model, x, y, layers)
+    post = Postprocess([relu(), resize(x.shape[-2:]), minmax()])
+    for layer in layers:
+        expected = torch.from_numpy(_sign_fixed(library[layer].numpy()))
+        scale = expected.abs().amax()
+        torch.testing.assert_close(native[layer], expected, rtol=0, atol=1e-4 * float(scale))
+        got, want = post(native[layer]).numpy(), post(expected).numpy()
+        assert want.max() > 0.99
+        np.testing.assert_allclose(got, want, rtol=0, atol=GC_ATOL, err_msg=f"{method} {layer}")

@@ -2,9 +2,9 @@
 
 - Native, from one forward (+ one backward) pass shared by all of them (:func:`explain`):
   ``attention``, ``cam`` and the gradient family ``gradcam``, ``gradcam++``, ``xgradcam``,
-  ``layercam``, ``hirescam``, ``gradcam-elementwise``; the controls ``random``, ``centre``,
-  ``generic-face``.
-- pytorch-grad-cam adapter: ``scorecam``, ``ablationcam``, ``eigencam``, ``eigengradcam``,
+  ``layercam``, ``hirescam``, ``gradcam-elementwise``, ``eigencam``, ``eigengradcam``; the
+  controls ``random``, ``centre``, ``generic-face``.
+- pytorch-grad-cam adapter: ``scorecam``, ``ablationcam``, ``gc:eigencam``, ``gc:eigengradcam``,
   ``fullgrad``, ``kpca-cam``, ``fem``, ``shapleycam``, ``seg-eigencam`` (any other class via
   :class:`GradCamAdapter`).
 - captum adapter: ``saliency``, ``input-x-gradient``, ``integrated-gradients``,
@@ -14,7 +14,15 @@
 Maps are raw; :mod:`aubench.explain.postprocess` holds the named ReLU / resize / min-max steps.
 """
 
-from aubench.explain import attention, cam, captum_adapter, controls, gradcam_adapter, gradient
+from aubench.explain import (
+    attention,
+    cam,
+    captum_adapter,
+    controls,
+    eigen,
+    gradcam_adapter,
+    gradient,
+)
 from aubench.explain.attention import Attention
 from aubench.explain.base import (
     DEFAULT_LAYERS,
@@ -29,6 +37,7 @@ from aubench.explain.base import (
 from aubench.explain.cam import CAM
 from aubench.explain.captum_adapter import CAPTUM_METHODS, CaptumAdapter
 from aubench.explain.controls import CentrePrior, GenericFace, RandomMap
+from aubench.explain.eigen import EigenCAM, EigenGradCAM, first_component_maps
 from aubench.explain.engine import ChannelWeighted, LayerMethod, LayerPass, explain, layer_maps
 from aubench.explain.gradcam_adapter import GRADCAM_METHODS, GradCamAdapter
 from aubench.explain.gradient import (
@@ -67,6 +76,8 @@ __all__ = [
     "CaptumAdapter",
     "CentrePrior",
     "ChannelWeighted",
+    "EigenCAM",
+    "EigenGradCAM",
     "Explainer",
     "GenericFace",
     "GradCAM",
@@ -88,8 +99,10 @@ __all__ = [
     "captum_adapter",
     "controls",
     "default_postprocess",
+    "eigen",
     "evaluation_mode",
     "explain",
+    "first_component_maps",
     "get_explainer",
     "gradcam_adapter",
     "gradient",

@@ -17,7 +17,8 @@ pytorch-grad-cam applies a ReLU to every method).
   even on errors (its own ``__exit__`` would swallow an ``IndexError``).
 - pytorch-grad-cam loops per image for Score-CAM and Ablation-CAM (B·C forward passes; see
   shared/reference/environment.md §5 — cap the batch or use a small model) and per image for
-  the Eigen/KPCA SVDs, on the CPU, in NumPy.
+  the KPCA decompositions, on the CPU, in NumPy (the library has no batched form of these);
+  Eigen-CAM and Eigen-Grad-CAM are native instead (:mod:`aubench.explain.eigen`).
 
 Known upstream limitations (pytorch-grad-cam 1.5.7): ``ShapleyCAM`` needs a double backward,
 which timm ViTs' fused attention lacks on the CPU, and on token layers it reshapes the
@@ -47,12 +48,14 @@ from aubench.explain.base import (
 )
 from aubench.models import FeatureCapture, resolve_layers
 
-#: Registered name → pytorch-grad-cam class name.
+#: Registered name → pytorch-grad-cam class name. Eigen-CAM and Eigen-Grad-CAM are native
+#: methods of the single pass (:mod:`aubench.explain.eigen`); their adapters keep the ``gc:``
+#: prefix, for cross-checks.
 GRADCAM_METHODS = {
     "scorecam": "ScoreCAM",
     "ablationcam": "AblationCAM",
-    "eigencam": "EigenCAM",
-    "eigengradcam": "EigenGradCAM",
+    "gc:eigencam": "EigenCAM",
+    "gc:eigengradcam": "EigenGradCAM",
     "fullgrad": "FullGrad",
     "kpca-cam": "KPCA_CAM",
     "fem": "FEM",
