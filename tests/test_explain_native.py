@@ -161,6 +161,30 @@ def test_one_forward_one_backward_for_all_methods_and_layers(hand):
             handle.remove()
 
 
+def test_controls_alone_cost_no_model_pass_on_the_batch():
+    model = create("resnet18", 4)
+    x = torch.randn(5, 3, 64, 64)
+    seen = []
+    handle = model.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
+    try:
+        alone = explain(model, x, [0, 1, 2, 3, 0], ["layer3", "layer4"], ["centre", "random"])
+        assert seen == [1]  # one single-image forward learns the layers' grids
+        explain(model, x, [0, 1, 2, 3, 0], ["layer3", "layer4"], ["centre", "random"])
+        assert seen == [1]  # then cached for this model and input shape
+        shared = explain(model, x, [0, 1, 2, 3, 0], ["layer3", "layer4"], ["centre", "gradcam"])
+        assert seen == [1, 5]
+    finally:
+        handle.remove()
+    assert alone["centre"]["layer3"].shape == (5, 4, 4) and alone["random"]["layer4"].shape == (
+        5,
+        2,
+        2,
+    )
+    torch.testing.assert_close(
+        alone["centre"]["layer4"], shared["centre"]["layer4"], rtol=0, atol=0
+    )
+
+
 def test_frozen_model_under_no_grad_keeps_modes_and_grads():
     model = create("resnet18", 4)
     for p in model.parameters():

@@ -1,7 +1,9 @@
 """Control maps: what a metric must tell a real explanation apart from.
 
 Each control is a map at the requested layer's grid (so it is as coarse as that layer's CAM and
-goes through the same resizing), computed without gradients in the shared single pass:
+goes through the same resizing), computed without gradients in the shared single pass; it reads
+only the layer's grid, so controls explained on their own cost no model pass on the batch (one
+single-image forward per model and input shape learns the grids):
 
 - ``random``: i.i.d. uniform [0, 1) values, from a seeded generator (reproducible; successive
   calls continue the stream).
@@ -32,6 +34,7 @@ class Control(LayerMethod):
 
     is_control = True
     needs_gradients = False
+    needs_activations = False
 
 
 @register("random")
@@ -44,8 +47,8 @@ class RandomMap(Control):
         self.generator = torch.Generator().manual_seed(seed)
 
     def layer_map(self, p: LayerPass) -> torch.Tensor:
-        b, _, h, w = p.activations.shape
-        return torch.rand(b, h, w, generator=self.generator).to(p.activations.device)
+        h, w = p.grid
+        return torch.rand(len(p.images), h, w, generator=self.generator).to(p.images.device)
 
 
 @register("centre")
@@ -60,8 +63,7 @@ class CentrePrior(Control):
         self.sigma = sigma
 
     def layer_map(self, p: LayerPass) -> torch.Tensor:
-        b, _, h, w = p.activations.shape
-        device = p.activations.device
+        (h, w), b, device = p.grid, len(p.images), p.images.device
         v = (torch.arange(h, device=device) + 0.5) / h - 0.5
         u = (torch.arange(w, device=device) + 0.5) / w - 0.5
         square = v[:, None] ** 2 + u[None, :] ** 2
@@ -83,5 +85,4 @@ class GenericFace(Control):
         size = tuple(p.images.shape[-2:])
         landmarks = torch.as_tensor(p.landmarks, device=p.images.device)
         maps = au_heatmaps(landmarks, torch.zeros_like(p.targets), size, regions="generic")
-        grid = p.activations.shape[-2:]
-        return F.adaptive_avg_pool2d(maps.heatmaps[:, None].float(), grid)[:, 0]
+        return F.adaptive_avg_pool2d(maps.heatmaps[:, None].float(), p.grid)[:, 0]

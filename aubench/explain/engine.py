@@ -16,6 +16,7 @@ methods and calling the others one by one.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,17 +43,20 @@ class LayerPass:
     ``activations`` A (B, C, H, W) and ``gradients`` g = ∂y_t/∂A (same shape, None when no method
     of the pass needs them) are detached float32 in (B, C, H, W) layout (ViT tokens on their
     patch grid); ``logits`` (B, K) float32; ``targets`` (B,) int64; ``images`` the input batch;
-    ``landmarks`` (B, 68, 2) or None.
+    ``landmarks`` (B, 68, 2) or None; ``grid`` the layer's (H, W). When every method of the pass
+    is a control (``needs_activations`` false), the model does not run on the batch:
+    ``activations`` and ``logits`` are None and only ``grid`` is known.
     """
 
     layer: str
-    activations: torch.Tensor
+    activations: torch.Tensor | None
     gradients: torch.Tensor | None
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     targets: torch.Tensor
     images: torch.Tensor
     model: nn.Module
     landmarks: torch.Tensor | None
+    grid: tuple[int, int]
 
 
 class LayerMethod(Explainer):
@@ -64,6 +68,8 @@ class LayerMethod(Explainer):
 
     #: Whether ``terms``/``weights`` read ``p.gradients`` (a backward pass is then run).
     needs_gradients: bool = True
+    #: Whether the method reads the activations (controls need only the layer's grid).
+    needs_activations: bool = True
 
     def terms(self, p: LayerPass) -> torch.Tensor:
         """Per-channel contributions (B, C, H, W), summed over channels by :meth:`layer_map`."""
@@ -115,6 +121,8 @@ def layer_maps(
     """
     check_images(images)
     names = resolve_layers(model, DEFAULT_LAYERS if layers is None else layers)
+    if not any(m.needs_activations for m in methods) and not isinstance(targets, str):
+        return _grid_only_maps(model, images, targets, names, methods, landmarks)
     needs_gradients = any(method.needs_gradients for method in methods)
     with (
         evaluation_mode(model),
@@ -149,11 +157,48 @@ def layer_maps(
             images,
             model,
             landmarks,
+            tuple(activations[name].shape[-2:]),
         )
         for name in names
     ]
+    return _maps_of(passes, methods, images)
+
+
+def _maps_of(
+    passes: Sequence[LayerPass], methods: Sequence[LayerMethod], images: torch.Tensor
+) -> list[dict[str, torch.Tensor]]:
     with torch.autocast(images.device.type, enabled=False):  # weights in float32 under AMP
         return [{p.layer: method.layer_map(p) for p in passes} for method in methods]
+
+
+#: model → {(layers, image shape): {layer: (H, W)}}: grids learnt once per model and input shape.
+_GRIDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layer_grids(
+    model: nn.Module, names: Sequence[str], images: torch.Tensor
+) -> dict[str, tuple[int, int]]:
+    """Each layer's spatial (H, W) for inputs shaped like ``images``: one gradient-free forward
+    of a single image the first time, then cached for the model's lifetime."""
+    cache = _GRIDS.setdefault(model, {})
+    key = (tuple(names), tuple(images.shape[1:]))
+    if key not in cache:
+        with evaluation_mode(model), FeatureCapture(model, names) as capture, torch.no_grad():
+            model(images[:1])
+            cache[key] = {name: tuple(capture.spatial(name).shape[-2:]) for name in names}
+            capture.clear()
+    return cache[key]
+
+
+def _grid_only_maps(model, images, targets, names, methods, landmarks):
+    """Controls alone: their maps need the layers' grids, not the model's pass on the batch."""
+    grids = layer_grids(model, names, images)
+    target = resolve_targets(targets, images.shape[0], None, device=images.device)
+    passes = [
+        LayerPass(name, None, None, None, target, images, model, landmarks, grids[name])
+        for name in names
+    ]
+    return _maps_of(passes, methods, images)
 
 
 def explain(
