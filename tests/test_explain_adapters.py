@@ -33,7 +33,9 @@ def tiny():
     with torch.no_grad():  # non-trivial BN statistics
         model.bn.running_mean.uniform_(-0.2, 0.2)
         model.bn.running_var.uniform_(0.5, 2.0)
-    return model, torch.randn(2, 3, SIDE, SIDE), torch.tensor([0, 2])
+    # eval mode, as every explainer runs the model: the direct library calls below then use the
+    # same BN statistics whatever order the tests run in
+    return model.eval(), torch.randn(2, 3, SIDE, SIDE), torch.tensor([0, 2])
 
 
 def _direct_gc(cls, model, layer, x, y, reshape=None, **options):
@@ -214,3 +216,17 @@ def test_captum_layer_methods(tiny):
         get_explainer("layer-gradcam")(vit, torch.randn(1, 3, 32, 32), [0], ["blocks.0"])
     with pytest.raises(ValueError, match="reduce='mean'"):
         get_explainer("saliency", reduce="mean")
+
+
+def test_captum_layer_method_runs_only_its_own_pass():
+    model = create("resnet10t", 7)
+    x = torch.randn(4, 3, 32, 32)
+    seen = []
+    handle = model.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
+    try:
+        get_explainer("layer-gradcam")(model, x, [0, 1, 2, 3], ["layer4"])
+        assert seen == [1, 4]  # a single-image probe of the layer's shape (once), captum's pass
+        get_explainer("layer-gradcam")(model, x, [0, 1, 2, 3], ["layer4"])
+        assert seen == [1, 4, 4]
+    finally:
+        handle.remove()

@@ -57,9 +57,9 @@ from aubench.explain.base import (
     evaluation_mode,
     model_targets,
     register,
-    resolve_targets,
 )
-from aubench.models import FeatureCapture, resolve_layers
+from aubench.explain.engine import layer_shapes
+from aubench.models import resolve_layers
 
 #: SmoothGrad noise σ as a fraction of the batch's value range (Smilkov et al.: 10–20 %).
 SMOOTHGRAD_NOISE = 0.15
@@ -167,17 +167,14 @@ class CaptumAdapter(Explainer):
                 target = model_targets(model, images, targets)
                 return {INPUT: self._attribute(self.spec.build(model), images, target)}
             names = resolve_layers(model, DEFAULT_LAYERS if layers is None else layers)
-            with torch.no_grad(), FeatureCapture(model, names) as capture:
-                logits = model(images)
-                for name in names:
-                    if capture.spatial(name).shape != capture.raw[name].shape:
-                        raise ValueError(
-                            f"{self.name} needs a (B, C, H, W) layer; {name!r} outputs "
-                            f"{tuple(capture.raw[name].shape)} (tokens or channels-last): use "
-                            "the native gradcam, which reshapes them"
-                        )
-                capture.clear()
-            target = resolve_targets(targets, images.shape[0], logits.shape[1], logits)
+            for name, (raw, spatial) in layer_shapes(model, names, images).items():
+                if raw != spatial:
+                    raise ValueError(
+                        f"{self.name} needs a (B, C, H, W) layer; {name!r} outputs "
+                        f"(B, {', '.join(map(str, raw))}) (tokens or channels-last): use the "
+                        "native gradcam, which reshapes them"
+                    )
+            target = model_targets(model, images, targets)
             modules = dict(model.named_modules())
             return {
                 name: self._attribute(self.spec.build(model, modules[name]), images, target)

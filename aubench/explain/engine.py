@@ -171,31 +171,36 @@ def _maps_of(
         return [{p.layer: method.layer_map(p) for p in passes} for method in methods]
 
 
-#: model → {(layers, image shape): {layer: (H, W)}}: grids learnt once per model and input shape.
-_GRIDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: model → {(layers, image shape): {layer: (raw shape, spatial shape)}}, learnt once per model.
+_SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def layer_grids(
+def layer_shapes(
     model: nn.Module, names: Sequence[str], images: torch.Tensor
-) -> dict[str, tuple[int, int]]:
-    """Each layer's spatial (H, W) for inputs shaped like ``images``: one gradient-free forward
-    of a single image the first time, then cached for the model's lifetime."""
-    cache = _GRIDS.setdefault(model, {})
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Each layer's output shape for inputs shaped like ``images``, per sample: ``(raw, spatial)``
+    where ``raw`` is what the module returns and ``spatial`` its (C, H, W) view
+    (:meth:`~aubench.models.FeatureCapture.spatial`: ViT tokens on their grid). One
+    gradient-free forward of a single image the first time, then cached for the model's life."""
+    cache = _SHAPES.setdefault(model, {})
     key = (tuple(names), tuple(images.shape[1:]))
     if key not in cache:
         with evaluation_mode(model), FeatureCapture(model, names) as capture, torch.no_grad():
             model(images[:1])
-            cache[key] = {name: tuple(capture.spatial(name).shape[-2:]) for name in names}
+            cache[key] = {
+                name: (tuple(capture.raw[name].shape[1:]), tuple(capture.spatial(name).shape[1:]))
+                for name in names
+            }
             capture.clear()
     return cache[key]
 
 
 def _grid_only_maps(model, images, targets, names, methods, landmarks):
     """Controls alone: their maps need the layers' grids, not the model's pass on the batch."""
-    grids = layer_grids(model, names, images)
+    shapes = layer_shapes(model, names, images)
     target = resolve_targets(targets, images.shape[0], None, device=images.device)
     passes = [
-        LayerPass(name, None, None, None, target, images, model, landmarks, grids[name])
+        LayerPass(name, None, None, None, target, images, model, landmarks, shapes[name][1][-2:])
         for name in names
     ]
     return _maps_of(passes, methods, images)
