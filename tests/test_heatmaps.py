@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aubench.faces import heatmaps as hm
+from aubench.faces import belharbi2024 as b24
 from aubench.faces.codebook import ALL_AUS, Expression, get_codebook
+from aubench.faces.gaussian_regions import FaceBlobs
 from aubench.faces.heatmaps import (
     InvalidReason,
     au_heatmaps,
@@ -16,6 +17,8 @@ from aubench.faces.heatmaps import (
     per_au_heatmaps,
 )
 from aubench.faces.landmarks import MEAN_FACE, flip_landmarks, rescale_landmarks
+from aubench.faces.region_model import FaceBatch, RegionModel
+from aubench.faces.region_registry import REGION_MODELS, get_region_model, register_region_model
 from tests.references import paper_heatmap, random_faces
 
 NON_NEUTRAL = [e for e in Expression if e not in (Expression.NEUTRAL, Expression.CONTEMPT)]
@@ -62,7 +65,7 @@ def test_sampling_taps_equal_opencv_linear_resize():
     rng = np.random.default_rng(3)
     for n_in, n_out in [(224, 28), (100, 28), (28, 224), (28, 100), (57, 28), (28, 150)]:
         canvas = rng.random((5, n_in))
-        idx, w = hm._linear_taps(n_in, n_out)
+        idx, w = b24._linear_taps(n_in, n_out)
         ours = (canvas[:, idx] * w).sum(-1)
         theirs = cv2.resize(canvas, (n_out, 5), interpolation=cv2.INTER_LINEAR)
         np.testing.assert_allclose(ours, theirs, atol=1e-12)
@@ -72,10 +75,10 @@ def test_sampling_blur_matrices_equal_cv2():
     rng = np.random.default_rng(4)
     for height, width in [(224, 224), (150, 100), (64, 96)]:
         canvas = rng.random((height, width))
-        rows, _ = hm._linear_taps(height, 28)
-        cols, _ = hm._linear_taps(width, 28)
+        rows, _ = b24._linear_taps(height, 28)
+        cols, _ = b24._linear_taps(width, 28)
         samples = canvas[rows.flatten()][:, cols.flatten()]  # (56, 56): 2×2 taps per cell
-        ours = hm._sample_blur_matrix_np(height) @ samples @ hm._sample_blur_matrix_np(width).T
+        ours = b24._sample_blur_matrix_np(height) @ samples @ b24._sample_blur_matrix_np(width).T
         theirs = cv2.blur(cv2.resize(canvas, (28, 28)), (3, 3))
         np.testing.assert_allclose(ours, theirs, atol=1e-12)
 
@@ -87,10 +90,10 @@ def test_sampling_blur_matrices_equal_cv2():
 )
 def test_upsample_equals_cv2_resize(height, width):
     grids = np.random.default_rng(height * width).random((3, 28, 28))
-    up = hm._upsample(torch.tensor(grids), height, width).numpy()
+    up = b24._upsample(torch.tensor(grids), height, width).numpy()
     for grid, ours in zip(grids, up, strict=True):
         np.testing.assert_allclose(ours, cv2.resize(grid, (width, height)), atol=1e-12)
-    single = hm._upsample(torch.tensor(grids, dtype=torch.float32), height, width)
+    single = b24._upsample(torch.tensor(grids, dtype=torch.float32), height, width)
     assert single.dtype == torch.float32 and single.is_contiguous()
     np.testing.assert_allclose(single.numpy(), up, atol=1e-6)
 
@@ -112,21 +115,21 @@ def test_windowed_cells_equal_the_dense_sample_blur_product(height, width):
     )
     centres[:, 0] = first[:, 0]
     axes = np.stack([rng.integers(1, 40, (count, 2)), rng.integers(1, 12, (count, 2))], -1)
-    axes = axes + hm.CV2_FILL_MARGIN
+    axes = axes + b24.CV2_FILL_MARGIN
     ellipses = np.concatenate([centres, axes], axis=-1)
     ellipses[::3, 1] = ellipses[::3, 0]  # one-ellipse AUs repeat their ellipse
-    ours = hm._blurred_samples(torch.tensor(ellipses), height, width).numpy()
-    rows, _ = hm._linear_taps(height, 28)
-    cols, _ = hm._linear_taps(width, 28)
+    ours = b24._blurred_samples(torch.tensor(ellipses), height, width).numpy()
+    rows, _ = b24._linear_taps(height, 28)
+    cols, _ = b24._linear_taps(width, 28)
     ys, xs = rows.flatten()[None, :, None], cols.flatten()[None, None, :]
     inside = np.zeros((count, 56, 56))
     for e in range(2):
         cx, cy, ax, ay = (ellipses[:, e, i, None, None] for i in range(4))
         inside = np.maximum(inside, ((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2 <= 1)
-    dense = hm._sample_blur_matrix_np(height) @ inside @ hm._sample_blur_matrix_np(width).T
+    dense = b24._sample_blur_matrix_np(height) @ inside @ b24._sample_blur_matrix_np(width).T
     np.testing.assert_allclose(ours, dense, atol=1e-12)
     assert (dense > 0).any(axis=(1, 2)).sum() > count // 2  # most AUs reach the grid
-    start, taps = hm._row_window(torch.tensor(ellipses), height)
+    start, taps = b24._row_window(torch.tensor(ellipses), height)
     size = taps.shape[1]  # the batch's window height m
     assert size < 20 and {0, 1, 27 - size, 28 - size} <= set(start.tolist())  # windows everywhere
 
@@ -370,3 +373,68 @@ def test_invalid_reasons_checks_its_inputs():
     with pytest.raises(ValueError, match="unknown region model"):
         invalid_reasons(face, [1, 0], valid, regions="ellipses")
     assert invalid_reasons(face, [1, 0], valid).tolist() == [0, int(InvalidReason.NO_AUS)]
+
+
+# --- region-model registry --------------------------------------------------------------------
+
+
+def test_region_registry_lists_the_built_ins_and_suggests_near_names():
+    assert list(REGION_MODELS) == ["default", "belharbi2024", "landmark-gaussians", "generic"]
+    assert [m.default_codebook for m in REGION_MODELS.values()] == [
+        "belharbi2024-fixed", "belharbi2024", None, "generic"
+    ]  # fmt: skip
+    assert get_region_model("belharbi2024") is REGION_MODELS["belharbi2024"]
+    with pytest.raises(ValueError, match=r"unknown region model 'belharbi'; did you mean belharbi"):
+        get_region_model("belharbi")
+    with pytest.raises(ValueError, match=r"known: default, belharbi2024, landmark-gaussians"):
+        get_region_model("zzz")
+    with pytest.raises(ValueError, match="already registered"):
+        register_region_model(FaceBlobs())
+    with pytest.raises(ValueError, match="always uses the 'generic' codebook"):
+        au_heatmaps(MEAN_FACE * 80 + 16, [1], 112, codebook="emfacs", regions="generic")
+
+
+class _EmfacsBlobs(FaceBlobs):
+    name = "test-emfacs-blobs"
+    default_codebook = "emfacs"
+
+
+class _Disc(RegionModel):
+    """Label-agnostic: a disc of radius 10 px around the nose tip."""
+
+    name = "test-nose-disc"
+
+    def maps(self, faces: FaceBatch, *, jaw: bool = False):
+        ys = torch.arange(faces.height, dtype=faces.points.dtype)[:, None]
+        xs = torch.arange(faces.width, dtype=faces.points.dtype)
+        nose = faces.points[:, 30, :, None, None]
+        inside = (xs - nose[:, 0]) ** 2 + (ys - nose[:, 1]) ** 2 <= 100
+        valid = faces.finite & inside.flatten(1).any(dim=1)
+        return (inside & valid[:, None, None]).to(faces.points.dtype), valid
+
+
+def test_a_registered_region_model_works_by_name_without_other_changes():
+    landmarks, labels = faces_of_every_class(2, 96, seed=9)
+    lm = torch.tensor(landmarks)
+    try:
+        register_region_model(_EmfacsBlobs())
+        register_region_model(_Disc())
+        ours = au_heatmaps(lm, labels, 96, regions="test-emfacs-blobs")
+        expected = au_heatmaps(lm, labels, 96, codebook="emfacs")
+        assert torch.equal(ours.heatmaps, expected.heatmaps)
+        assert torch.equal(ours.valid, expected.valid)
+        per_au, aus = per_au_heatmaps(lm, labels, 96, regions="test-emfacs-blobs")
+        assert aus == get_codebook("emfacs").aus
+        assert torch.equal(per_au, per_au_heatmaps(lm, labels, 96, codebook="emfacs")[0])
+        disc, valid = au_heatmaps(lm, [0] * len(labels), 96, regions="test-nose-disc")
+        assert valid.all() and (disc.sum(dim=(1, 2)) > 200).all()  # neutral is valid: no AUs
+        reasons = invalid_reasons(lm, [0] * len(labels), valid, regions="test-nose-disc")
+        assert (reasons == InvalidReason.VALID).all()
+        with pytest.raises(ValueError, match="'test-nose-disc' has no AUs"):
+            per_au_heatmaps(lm, labels, 96, regions="test-nose-disc")
+    finally:
+        REGION_MODELS.pop("test-emfacs-blobs", None)
+        REGION_MODELS.pop("test-nose-disc", None)
+    # an unregistered instance is accepted as it is
+    instance = au_heatmaps(lm, labels, 96, regions=_EmfacsBlobs())
+    assert torch.equal(instance.heatmaps, expected.heatmaps)
