@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from aubench.data.affectnet import AFFECTNET_TO_CANONICAL
-from aubench.data.base import DatasetFormatError, SkippedRowsWarning
 from aubench.data.parsing import MALFORMED
 from aubench.data.registry import open_dataset
+from aubench.data.table import DatasetFormatError, SkippedRowsWarning
 from aubench.faces.codebook import Expression
 from tests.dataset_trees import dot_centre, make_affectnet_csv, make_affectnet_npy
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from aubench.data.base import DatasetFormatError, SkippedRowsWarning
 from aubench.data.ckplus import CKPLUS_TO_CANONICAL
 from aubench.data.registry import open_dataset
+from aubench.data.table import DatasetFormatError, SkippedRowsWarning
 from aubench.faces.codebook import EXPRESSIONS
 from tests.dataset_trees import ck_points, make_ckplus
 

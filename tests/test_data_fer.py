@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from aubench.data.base import DatasetFormatError, SkippedRowsWarning
 from aubench.data.fer2013 import (
     FER2013_TO_CANONICAL,
     FERPLUS_TO_CANONICAL,
@@ -10,6 +9,7 @@ from aubench.data.fer2013 import (
 )
 from aubench.data.parsing import MALFORMED
 from aubench.data.registry import open_dataset
+from aubench.data.table import DatasetFormatError, SkippedRowsWarning
 from aubench.faces.codebook import EXPRESSIONS, Expression
 from tests.dataset_trees import FER_ROWS, fer_pixels, make_fer2013, make_ferplus
 from tests.dataset_trees import FERPLUS_VOTES as VOTES

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from aubench.data.base import DatasetFormatError, ImageReadError, SkippedRowsWarning
 from aubench.data.batch import HeatmapCollate
 from aubench.data.folder import LANDMARK_COLUMNS
 from aubench.data.registry import open_dataset
 from aubench.data.synthetic import SyntheticFaces, export_synthetic
+from aubench.data.table import DatasetFormatError, ImageReadError, SkippedRowsWarning
 from aubench.faces.landmarks import rescale_landmarks
 from tests.dataset_trees import face_points, image, write_corrupt, write_image
 

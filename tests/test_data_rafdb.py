@@ -2,10 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from aubench.data.base import DatasetFormatError, SkippedRowsWarning
 from aubench.data.parsing import MALFORMED
 from aubench.data.rafdb import RAF_TO_CANONICAL
 from aubench.data.registry import open_dataset
+from aubench.data.table import DatasetFormatError, SkippedRowsWarning
 from aubench.faces.codebook import Expression
 from tests.dataset_trees import RAF_ROWS, make_rafdb
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from aubench.data.base import DatasetFormatError, SkipReport
 from aubench.data.landmarks_txt import read_landmarks_txt, write_landmarks_txt
 from aubench.data.registry import DATASETS, open_dataset, parse_data_spec
 from aubench.data.synthetic import SyntheticFaces, export_synthetic
+from aubench.data.table import DatasetFormatError, SkipReport
 from tests.dataset_trees import face_points
 
 

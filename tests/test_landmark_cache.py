@@ -8,12 +8,12 @@ import pytest
 import skimage.data
 
 from aubench.cli import main
-from aubench.data.base import SkippedRowsWarning
+from aubench.data.dataset_backend import DatasetBackend
 from aubench.data.landmarks_txt import write_landmarks_txt
 from aubench.data.registry import open_dataset
+from aubench.data.table import SkippedRowsWarning
 from aubench.landmarks.base import NON_FINITE, NOT_IN_SOURCE, OK, PENDING, UNREADABLE_IMAGE
 from aubench.landmarks.cache import LandmarkCache, cache_path, compute_landmarks
-from aubench.landmarks.dataset_backend import DatasetBackend
 from aubench.landmarks.dlib_backend import DlibBackend
 from tests.dataset_trees import face_points, image, write_corrupt, write_image
 

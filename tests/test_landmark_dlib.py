@@ -12,8 +12,9 @@ import PIL.Image
 import pytest
 from matplotlib import cbook
 
+from aubench.data.landmark_backends import get_backend
 from aubench.landmarks.align import align_face, eye_centres
-from aubench.landmarks.base import LOW_SCORE, NO_FACE, OK, count_reasons, get_backend
+from aubench.landmarks.base import LOW_SCORE, NO_FACE, OK, count_reasons
 from aubench.landmarks.dlib_backend import DlibBackend, dlib_model_path
 
 try:

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from aubench.landmarks.base import get_backend
+from aubench.data.landmark_backends import get_backend
 from aubench.landmarks.face_alignment_backend import check_weights, hub_checkpoint_dir
 
 URLS = {

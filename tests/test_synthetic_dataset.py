@@ -8,15 +8,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from aubench.cli import main
-from aubench.data.synthetic import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SyntheticFaces,
-    export_synthetic,
-)
+from aubench.data.preview import save_preview_grid
+from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD
+from aubench.data.synthetic import SyntheticFaces, export_synthetic
 from aubench.faces.codebook import EXPRESSIONS, Expression
+from aubench.faces.overlay import overlay_heatmap
 from aubench.faces.synth import render_sample
-from aubench.report.preview import overlay_heatmap, save_preview_grid
 
 # --- the Sample contract ------------------------------------------------------------------------
 

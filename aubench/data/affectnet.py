@@ -52,7 +52,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from aubench.data.base import (
+from aubench.data.parsing import header_fields, iter_csv, split_numbers, to_ints, to_numbers
+from aubench.data.table import (
     TEST,
     TRAIN,
     DatasetFormatError,
@@ -62,7 +63,6 @@ from aubench.data.base import (
     canonical_labels,
     require_dir,
 )
-from aubench.data.parsing import header_fields, iter_csv, split_numbers, to_ints, to_numbers
 from aubench.faces.codebook import NUM_CLASSES_7, NUM_CLASSES_8
 from aubench.faces.landmarks import NUM_LANDMARKS
 from aubench.landmarks.align import square_boxes

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from aubench.data.base import (
+from aubench.data.table import (
     TEST,
     TRAIN,
     DatasetFormatError,

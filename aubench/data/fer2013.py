@@ -59,7 +59,8 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from aubench.data.base import (
+from aubench.data.parsing import header_fields, iter_csv, read_csv, split_numbers, to_ints
+from aubench.data.table import (
     TEST,
     TRAIN,
     VAL,
@@ -69,7 +70,6 @@ from aubench.data.base import (
     SkipReport,
     canonical_labels,
 )
-from aubench.data.parsing import header_fields, iter_csv, read_csv, split_numbers, to_ints
 from aubench.faces.codebook import NUM_CLASSES_7, NUM_CLASSES_8
 
 #: FER2013 emotion id → canonical id.

@@ -36,14 +36,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aubench.data.base import (
+from aubench.data.parsing import header_fields, iter_csv, to_ints, to_numbers
+from aubench.data.table import (
     SPLITS,
     DatasetFormatError,
     FaceTable,
     ImageFiles,
     SkipReport,
 )
-from aubench.data.parsing import header_fields, iter_csv, to_ints, to_numbers
 from aubench.faces.codebook import EXPRESSIONS, NUM_CLASSES_7, NUM_CLASSES_8
 from aubench.faces.landmarks import NUM_LANDMARKS
 

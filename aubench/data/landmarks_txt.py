@@ -4,7 +4,8 @@ All 68 x come first, then all 68 y (iBUG-68 order, pixels); no header (a header 
 field is not a number is accepted and skipped). A detection failure is written as ``inf``
 (Belharbi et al.'s SynergyNet pipeline); aubench reads any non-finite value as a failed face
 (the whole row becomes NaN) and writes failures back as ``inf``. Ids are whatever names the file
-uses; :func:`aubench.landmarks.cache.join_landmarks` matches them to a dataset's ids (or, failing
+uses; :func:`aubench.data.landmark_source.resolve_landmarks` and
+:class:`aubench.data.dataset_backend.DatasetBackend` match them to a dataset's ids (or, failing
 that, to the ids' file stems).
 """
 
@@ -18,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from aubench.data.base import DatasetFormatError, SkipReport
 from aubench.data.parsing import header_fields, read_csv, to_numbers
+from aubench.data.table import DatasetFormatError, SkipReport
 from aubench.faces.landmarks import NUM_LANDMARKS
 from aubench.io import write_atomic
 
@@ -36,7 +37,7 @@ def read_landmarks_txt(
     """Read a ``landmarks.txt``: ``(ids, landmarks)`` with landmarks (N, 68, 2) float32 (x, y).
 
     Malformed rows (wrong field count, a value that is not a number) are skipped and counted in
-    ``report``; a duplicated id is a :class:`~aubench.data.base.DatasetFormatError` naming it.
+    ``report``; a duplicated id is a :class:`~aubench.data.table.DatasetFormatError` naming it.
     """
     path = Path(path)
     if not path.is_file():

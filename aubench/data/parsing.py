@@ -2,7 +2,7 @@
 
 Comma-separated files go through Arrow's CSV reader (streamed in blocks, every field kept as a
 string) and whitespace-separated ones through pandas; numbers are converted column-wise. Each
-function reports rows it cannot use to a :class:`~aubench.data.base.SkipReport` with ``file:line``
+function reports rows it cannot use to a :class:`~aubench.data.table.SkipReport` with ``file:line``
 examples, and returns the 1-based physical line number of every row it keeps.
 """
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from aubench.data.base import DatasetFormatError, SkipReport
+from aubench.data.table import DatasetFormatError, SkipReport
 
 MALFORMED = "malformed row (wrong number of fields)"
 

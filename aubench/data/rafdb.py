@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from aubench.data.base import (
+from aubench.data.parsing import read_whitespace, to_ints, to_numbers
+from aubench.data.table import (
     TEST,
     TRAIN,
     DatasetFormatError,
@@ -49,7 +50,6 @@ from aubench.data.base import (
     canonical_labels,
     require_dir,
 )
-from aubench.data.parsing import read_whitespace, to_ints, to_numbers
 from aubench.faces.codebook import NUM_CLASSES_7
 from aubench.landmarks.align import square_boxes
 

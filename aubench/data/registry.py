@@ -44,12 +44,14 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from aubench.data.affectnet import read_affectnet
-from aubench.data.base import FaceDataset, FaceTable, Sample
+from aubench.data.base import FaceDataset
 from aubench.data.ckplus import read_ckplus
 from aubench.data.fer2013 import read_fer2013, read_ferplus
 from aubench.data.folder import read_folder
 from aubench.data.rafdb import read_rafdb
+from aubench.data.sample import Sample
 from aubench.data.synthetic import SyntheticFaces
+from aubench.data.table import FaceTable
 
 #: Datasets read from disk: name → reader(path, **options) → FaceTable.
 READERS: dict[str, Callable[..., FaceTable]] = {

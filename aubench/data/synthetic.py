@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD, Sample
 from aubench.faces.codebook import EXPRESSIONS, Codebook
 from aubench.faces.synth import (
     SynthConfig,
@@ -35,14 +35,8 @@ from aubench.faces.synth import (
 )
 from aubench.io import write_atomic
 
-#: ImageNet channel statistics (RGB) used by ``normalize=True``.
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-Sample = dict[str, Any]
 
 
 class SyntheticFaces(Dataset):
@@ -141,7 +135,7 @@ def export_synthetic(
     ``image,label,expression,x0,…,x67,y0,…,y67`` (image path relative to ``out_dir``, canonical
     label id, expression name, landmark pixels with 3 decimals) and ``synth.json`` (the generator
     settings). The folder is what the ``folder`` dataset reads. A preview grid is
-    :func:`aubench.report.preview.save_synthetic_preview`.
+    :func:`aubench.data.preview.save_synthetic_preview`.
 
     Every file is written atomically (temporary file, then rename). Re-running on a previous export
     with the same settings keeps the images already there (any n: it extends or re-lists) and

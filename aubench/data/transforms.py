@@ -40,10 +40,9 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset
 
-from aubench.data.synthetic import IMAGENET_MEAN, IMAGENET_STD
+from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD, Sample
 from aubench.faces.landmarks import flip_landmarks, rescale_landmarks
 
-Sample = dict[str, Any]
 #: The paper's Resize(256) before RandomResizedCrop(224), as a ratio of the output size.
 RESIZE_RATIO = 256 / 224
 

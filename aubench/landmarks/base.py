@@ -2,14 +2,15 @@
 
 A backend maps a batch of images (native-image pixels, see :mod:`aubench.data.base`) to
 :class:`Detections`: (N, 68, 2) float32 iBUG-68 landmarks, all-NaN where it failed, and one status
-code per image naming why (``REASONS``). Backends: ``dlib`` (default, offline), ``face-alignment``
-(FAN; weights from the torch hub cache) and ``dataset`` (landmarks shipped with the data or read
-from a ``landmarks.txt``). Get one by name with :func:`get_backend`.
+code per image naming why (``REASONS``). Backends: ``dlib`` (default, offline,
+:mod:`aubench.landmarks.dlib_backend`), ``face-alignment`` (FAN; weights from the torch hub cache,
+:mod:`aubench.landmarks.face_alignment_backend`) and ``dataset`` (landmarks shipped with the data
+or read from a ``landmarks.txt``, :mod:`aubench.data.dataset_backend`). Get one by name with
+:func:`aubench.data.landmark_backends.get_backend`.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -85,26 +86,3 @@ class LandmarkBackend(Protocol):
         ...
 
     def __call__(self, images: Sequence[np.ndarray | None], ids: Sequence[str]) -> Detections: ...
-
-
-def get_backend(name: str, **options: Any) -> LandmarkBackend:
-    """The backend ``name`` (``dlib``, ``face-alignment``, ``dataset``) built with ``options``."""
-    if name == "dlib":
-        from aubench.landmarks.dlib_backend import DlibBackend
-
-        return DlibBackend(**options)
-    if name == "face-alignment":
-        from aubench.landmarks.face_alignment_backend import FaceAlignmentBackend
-
-        return FaceAlignmentBackend(**options)
-    if name == "dataset":
-        from aubench.landmarks.dataset_backend import DatasetBackend
-
-        return DatasetBackend(**options)
-    close = difflib.get_close_matches(name, BACKENDS, n=2)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown landmark backend {name!r} (known: {', '.join(BACKENDS)}){hint}")
-
-
-#: Backend names, the default first.
-BACKENDS: tuple[str, ...] = ("dlib", "face-alignment", "dataset")

@@ -2,7 +2,7 @@
 
 Location: ``$AUBENCH_CACHE/landmarks/<source>-<fingerprint>/<backend>.parquet`` (``AUBENCH_CACHE``
 defaults to ``~/.cache/aubench``); the fingerprint identifies the dataset's native images (see
-:attr:`aubench.data.base.FaceTable.fingerprint`), so nothing is ever written into the user's
+:attr:`aubench.data.table.FaceTable.fingerprint`), so nothing is ever written into the user's
 dataset folder and moving the data starts a new cache. One Parquet file per backend, one row per
 image: ``id`` (string), ``landmarks`` (136 float32: x0, y0, x1, y1, … in native-image pixels, NaN
 for failures) and ``status`` (int8 code into :data:`~aubench.landmarks.base.REASONS`; ``pending``
@@ -13,9 +13,9 @@ Writes are atomic (temporary file, then rename) and happen every ``checkpoint_ev
 and when the run ends or is interrupted, so a run that stops resumes where it stopped: rows
 already computed are kept, matched by id, and only ``pending`` ones are computed again.
 
-:func:`resolve_landmarks` is how datasets pick landmarks up (``landmarks=`` of
-:func:`aubench.data.registry.open_dataset`): ``auto`` prefers landmarks shipped with the dataset,
-then a cache (``dlib``, then ``face-alignment``, then ``dataset``), else all-NaN.
+The cache knows datasets only through :class:`ImageTable` and :class:`ImageDataset` (what it reads
+of them); datasets pick cached landmarks up with
+:func:`aubench.data.landmark_source.resolve_landmarks`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,10 +36,8 @@ import pyarrow.parquet as pq
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from aubench.data.base import FaceTable, ImageReadError
 from aubench.faces.landmarks import NUM_LANDMARKS
 from aubench.landmarks.base import (
-    BACKENDS,
     OK,
     PENDING,
     REASONS,
@@ -53,17 +51,48 @@ _FORMAT = 1
 _META_KEY = b"aubench"
 
 
+class ImageTable(Protocol):
+    """What the cache reads of a dataset's table (:class:`aubench.data.table.FaceTable` is one):
+    its name and folder, what its native images are (``source``, ``fingerprint``) and its N
+    ``ids``."""
+
+    name: str
+    root: Path
+    source: str
+    ids: pa.Array
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+
+class ImageDataset(Protocol):
+    """What :func:`compute_landmarks` reads of a dataset (:class:`aubench.data.base.FaceDataset`
+    is one): its table, its ids and each item's native image (H, W, 3) uint8 RGB, read by
+    ``native_image(i)``, which raises an :class:`OSError` (a missing or undecodable file) when the
+    image cannot be read."""
+
+    @property
+    def table(self) -> ImageTable: ...
+
+    @property
+    def ids(self) -> pa.Array: ...
+
+    def native_image(self, index: int) -> np.ndarray: ...
+
+
 def cache_root() -> Path:
     """``$AUBENCH_CACHE`` or ``~/.cache/aubench``."""
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/aubench").expanduser()
 
 
-def cache_folder(table: FaceTable) -> Path:
+def cache_folder(table: ImageTable) -> Path:
     """Where the landmark caches of ``table``'s images live."""
     return cache_root() / "landmarks" / f"{table.source}-{table.fingerprint}"
 
 
-def cache_path(table: FaceTable, backend: str) -> Path:
+def cache_path(table: ImageTable, backend: str) -> Path:
     """The cache file of ``backend`` for ``table``."""
     return cache_folder(table) / f"{backend}.parquet"
 
@@ -154,87 +183,12 @@ class LandmarkCache:
         return self.path
 
 
-def find_cache(table: FaceTable, backend: str | None = None) -> Path | None:
-    """The cache file for ``table`` (of ``backend``, or the first of :data:`BACKENDS` found)."""
-    for name in (backend,) if backend else BACKENDS:
-        path = cache_path(table, name)
-        if path.is_file():
-            return path
-    return None
-
-
-def resolve_landmarks(table: FaceTable, mode: str) -> tuple[FaceTable, str]:
-    """``table`` with the landmarks ``mode`` selects, and a description of where they came from.
-
-    Modes: ``auto`` (shipped, else a cache, else none), ``dataset`` (shipped; error if none),
-    ``cache`` / ``cache:<backend>`` (error if absent), ``none`` (all-NaN), or a path to a
-    ``landmarks.txt``. Images a cache marks ``unreadable_image`` are dropped (counted in
-    ``skipped``); ids absent from a cache or file get NaN landmarks.
-    """
-    if not isinstance(mode, str):
-        raise TypeError(f"landmarks must be a str, got {type(mode).__name__}")
-    if mode == "none":
-        return replace(table, landmarks=None), "none"
-    if mode == "dataset" or (mode == "auto" and table.landmarks is not None):
-        if table.landmarks is None:
-            raise ValueError(
-                f"{table.name} ships no landmarks; use landmarks='auto' or 'cache' after running "
-                f"`aubench landmarks --data {table.name}:{table.root}`"
-            )
-        return table, "dataset"
-    if mode == "auto" or mode == "cache" or mode.startswith("cache:"):
-        backend = mode.partition(":")[2] or None
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"unknown landmark backend {backend!r} in {mode!r} ({BACKENDS})")
-        path = find_cache(table, backend)
-        if path is None:
-            if mode == "auto":
-                return replace(table, landmarks=None), "none"
-            raise FileNotFoundError(
-                f"no {backend or 'landmark'} cache for {table.name} at {cache_folder(table)}; "
-                f"compute it with `aubench landmarks --data {table.name}:{table.root}"
-                f"{f' --backend {backend}' if backend else ''}`"
-            )
-        cache = LandmarkCache.load(path)
-        joined = _join(table, IdIndex(cache.ids), cache.landmarks, cache.status)
-        return joined, f"cache:{path.stem}"
-    if os.path.isfile(mode):
-        from aubench.data.landmarks_txt import read_landmarks_txt
-
-        ids, landmarks = read_landmarks_txt(mode, table.skipped)
-        return _join(table, IdIndex(ids, stems=True), landmarks, None), f"file:{mode}"
-    raise ValueError(
-        f"landmarks must be 'auto', 'dataset', 'cache', 'cache:<backend>', 'none' or an existing "
-        f"landmarks.txt path, got {mode!r}"
-    )
-
-
-def _join(
-    table: FaceTable, index: IdIndex, landmarks: np.ndarray, status: np.ndarray | None
-) -> FaceTable:
-    rows = index.lookup(table.ids)
-    found = rows >= 0
-    joined = np.full((len(table), NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
-    joined[found] = landmarks[rows[found]]
-    table = replace(table, landmarks=joined)
-    if status is None:
-        return table
-    unreadable = np.zeros(len(table), dtype=bool)
-    unreadable[found] = status[rows[found]] == UNREADABLE_IMAGE
-    if not unreadable.any():
-        return table
-    table.skipped.add(
-        "unreadable image (landmark cache)",
-        int(unreadable.sum()),
-        (table.ids[int(i)].as_py() for i in np.flatnonzero(unreadable)[:3]),
-    )
-    return table.take(np.flatnonzero(~unreadable))
-
-
 class _Chunks(Dataset):
     """Chunk k of the pending rows: read each native image, run the backend (in a worker)."""
 
-    def __init__(self, dataset, backend: LandmarkBackend, rows: np.ndarray, chunk: int) -> None:
+    def __init__(
+        self, dataset: ImageDataset, backend: LandmarkBackend, rows: np.ndarray, chunk: int
+    ) -> None:
         self.dataset, self.backend, self.rows, self.chunk = dataset, backend, rows, chunk
 
     def __len__(self) -> int:
@@ -250,7 +204,7 @@ class _Chunks(Dataset):
                 continue
             try:
                 images.append(self.dataset.native_image(int(row)))
-            except (ImageReadError, FileNotFoundError):
+            except OSError:  # a missing file, or one that cannot be decoded (ImageReadError)
                 readable[j] = False
         ids = [self.dataset.ids[int(row)].as_py() for row in rows[readable]]
         found = self.backend(images, ids)
@@ -265,7 +219,7 @@ def _as_is(item):
 
 
 def compute_landmarks(
-    dataset,
+    dataset: ImageDataset,
     backend: LandmarkBackend,
     *,
     overwrite: bool = False,

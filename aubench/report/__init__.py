@@ -1,8 +1,8 @@
-"""Reports of run folders (LaTeX tables, figures, a Markdown summary) and preview grids.
+"""Reports of run folders (LaTeX tables, figures, a Markdown summary).
 
 ``write_report(run, out=None, metrics=None, ci=False)`` (:mod:`aubench.report.build`) and
 ``control_flags(table, metrics)`` (:mod:`aubench.report.runs`) are imported on first use, so
-``aubench.report.preview`` stays light.
+importing one light module of ``aubench.report`` does not load them.
 """
 
 from __future__ import annotations

@@ -20,9 +20,10 @@ from matplotlib.figure import Figure
 
 from aubench.bench.results import CLASSIFIER, read_samples, sample_file
 from aubench.faces.codebook import EXPRESSIONS
+from aubench.faces.overlay import overlay_heatmap
 from aubench.io import write_atomic
-from aubench.report.preview import overlay_heatmap
-from aubench.report.runs import ACCURACY, SANITY_PREFIX, RunData
+from aubench.metrics import derived_column
+from aubench.report.runs import ACCURACY, RunData
 from aubench.report.tables import confusion_matrix
 
 #: Line styles and markers of the variants, in order (the baseline first).
@@ -186,7 +187,7 @@ def sanity_curves(run: RunData) -> Figure | None:
     metrics = run.sanity_metrics()
     if not metrics:
         return None
-    modules = [m.removeprefix(SANITY_PREFIX) for m in metrics]
+    modules = [derived_column(m).label for m in metrics]
     width = max(3.2, 0.16 * len(modules))
     figure, axes = _grid(len(run.models), len(run.variants), width, 2.8, frame=True)
     for r, model in enumerate(run.models):

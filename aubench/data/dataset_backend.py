@@ -3,7 +3,9 @@ that come from a ``landmarks.txt`` file, looked up by image id instead of detect
 
 Useful to copy shipped or externally computed landmarks (e.g. the reference paper's SynergyNet
 ``landmarks.txt``) into the landmark cache, so every dataset reads landmarks the same way. The
-coordinates must be in the dataset's native-image pixels (see :mod:`aubench.data.base`).
+coordinates must be in the dataset's native-image pixels (see :mod:`aubench.data.base`). A
+:class:`~aubench.landmarks.base.LandmarkBackend` like the detectors of :mod:`aubench.landmarks`,
+it lives with the datasets because it reads them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from aubench.data.landmarks_txt import read_landmarks_txt
 from aubench.landmarks.base import NON_FINITE, NOT_IN_SOURCE, OK, Detections
 from aubench.landmarks.cache import IdIndex
 
@@ -36,8 +39,6 @@ class DatasetBackend:
 
     def __init__(self, source: Any) -> None:
         if isinstance(source, str | os.PathLike):
-            from aubench.data.landmarks_txt import read_landmarks_txt
-
             ids, landmarks = read_landmarks_txt(source)
             self.origin, by_stem = str(Path(source).resolve()), True
         else:
