@@ -4,14 +4,19 @@ rank 0 writes a valid checkpoint."""
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from aubench.models import create
 from aubench.train import TrainConfig
 from aubench.train.checkpoint import load_checkpoint
+from aubench.train.distributed import check_device
+
+CUDA = torch.cuda.is_available()
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
@@ -44,3 +49,19 @@ def test_torchrun_two_cpu_processes(tmp_path):
     model.load_state_dict(last["model"])  # no DDP "module." prefix
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert load_checkpoint(out / "best.pt")["config_hash"] == config.hash()
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cpu:7", "device 'cpu:7': there is one CPU device; use cpu"),
+        ("tpu", "device 'tpu' is not a device: use cpu, cuda or cuda:N"),
+        ("gpu", "device 'gpu' is not a device"),
+        ("meta", "device 'meta': aubench runs on cpu or cuda, not meta"),
+        ("cuda:7", "device 'cuda:7': " + ("this machine has" if CUDA else "CUDA is not available")),
+    ],
+)
+def test_a_device_that_is_not_here_is_named(device, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_device(device)
+    assert check_device("cpu") == torch.device("cpu")

@@ -53,16 +53,46 @@ def from_environment() -> DistInfo:
     )
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device` that exists on this machine, else ``ValueError``
+    naming it and what does exist. Checked before any checkpoint is read, so a device error is
+    never mistaken for a corrupt file."""
+    text = str(device)
+    try:
+        target = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device {text!r} is not a device: use cpu, cuda or cuda:N") from None
+    if target.type == "cpu":
+        if target.index not in (None, 0):
+            raise ValueError(f"device {text!r}: there is one CPU device; use cpu")
+        return target
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {text!r}: CUDA is not available here (torch {torch.__version__}, "
+                f"built for CUDA {torch.version.cuda or 'none'}); use cpu"
+            )
+        count = torch.cuda.device_count()
+        if target.index is not None and target.index >= count:
+            raise ValueError(
+                f"device {text!r}: this machine has {count} CUDA device(s), cuda:0 … "
+                f"cuda:{count - 1}"
+            )
+        return target
+    raise ValueError(f"device {text!r}: aubench runs on cpu or cuda, not {target.type}")
+
+
 def setup(device: str | None = None) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; pick this process's device.
 
-    ``device`` None picks ``cuda:<local_rank>`` when CUDA is available, else ``cpu``. The backend
-    is ``nccl`` for CUDA devices and ``gloo`` otherwise.
+    ``device`` None picks ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; any other
+    value must exist here (:func:`check_device`). The backend is ``nccl`` for CUDA devices and
+    ``gloo`` otherwise.
     """
     info = from_environment()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    target = torch.device(device)
+    target = check_device(device)
     if target.type == "cuda" and target.index is None:
         target = torch.device("cuda", info.local_rank)
     if target.type == "cuda":
