@@ -26,7 +26,7 @@ from aubench.models import resolve_layers
 from aubench.report import write_report
 from aubench.report.runs import RunData
 from aubench.report.tables import report_tables
-from aubench.train.trainer import build_model
+from aubench.train.model import build_model
 
 #: Small data, one epoch, a few images: the suites' explainers, layers and metrics stay as shipped.
 MINIATURE = [

@@ -1,23 +1,12 @@
-"""Training config (validation, YAML, stable hash, CLI flags) and checkpoints (atomic, errors)."""
+"""Training config: validation, YAML, stable hash, CLI flags."""
 
 import argparse
-import random
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import torch
 import yaml
 
-from aubench.train.checkpoint import (
-    CHECKPOINT_VERSION,
-    CheckpointError,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
 from aubench.train.config import (
     CONFIG_VERSION,
     ConfigError,
@@ -92,47 +81,3 @@ def test_command_line_flags_override_the_config_file(tmp_path):
     assert config.layers == ("layer4", "stage:4")
     assert config_from_arguments(parser.parse_args(["--augment"])).augment is True
     assert config_from_arguments(parser.parse_args(["--no-large-maps"])).large_maps is False
-
-
-# --- checkpoints ----------------------------------------------------------------------------
-
-
-def test_checkpoint_round_trip(tmp_path):
-    state = {"model": {"w": torch.arange(4.0)}, "config_hash": "abc", "history": [{"acc": 1.0}]}
-    path = save_checkpoint(tmp_path / "last.pt", state)
-    loaded = load_checkpoint(path)
-    assert torch.equal(loaded["model"]["w"], torch.arange(4.0))
-    assert loaded["format_version"] == CHECKPOINT_VERSION and loaded["history"] == [{"acc": 1.0}]
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
-
-
-def test_corrupt_foreign_and_other_version_checkpoints(tmp_path):
-    good = save_checkpoint(tmp_path / "good.pt", {"model": {}})
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match=rf"{truncated} is corrupt or not a checkpoint"):
-        load_checkpoint(truncated)
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"\x00not a checkpoint" * 10)
-    with pytest.raises(CheckpointError, match="is corrupt"):
-        load_checkpoint(garbage)
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(CheckpointError, match="is not an aubench training checkpoint"):
-        load_checkpoint(foreign)
-    newer = tmp_path / "newer.pt"
-    torch.save({**torch.load(good, weights_only=True), "format_version": 99}, newer)
-    with pytest.raises(CheckpointError, match="format version 99"):
-        load_checkpoint(newer)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_checkpoint(tmp_path / "none.pt")
-
-
-def test_rng_states_survive_a_checkpoint(tmp_path):
-    torch.manual_seed(1), np.random.seed(2), random.seed(3)
-    save_checkpoint(tmp_path / "rng.pt", {"rng": rng_state()})
-    expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.manual_seed(9), np.random.seed(9), random.seed(9)
-    set_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
-    assert torch.equal(torch.rand(3), expected[0])
-    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]

@@ -11,14 +11,13 @@ from hypothesis.extra.numpy import arrays
 
 from aubench.models import FeatureCapture, create
 from aubench.train.losses import (
-    ALIGN_LOSSES,
     AlignmentLoss,
     alignment_loss,
-    check_loss_name,
     masked_mean,
     per_sample_alignment,
     resize_clamped,
 )
+from aubench.train.options import ALIGN_LOSSES, check_loss_name
 
 
 def maps(*rows) -> torch.Tensor:

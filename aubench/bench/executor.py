@@ -55,7 +55,7 @@ from aubench.bench.runner import (
     run_suite,
 )
 from aubench.bench.suite import BUILTIN_SUITES, Suite, load_suite
-from aubench.train.trainer import fit
+from aubench.train.loop import fit
 
 #: The submitit clusters ``--executor`` accepts.
 EXECUTORS = ("local", "debug", "slurm")

@@ -3,6 +3,8 @@
 Heatmaps are never stored or transformed alongside the image: they are rebuilt from each batch's
 landmarks and labels after the geometric augmentations, so map and image always agree (DESIGN.md).
 Build them on the device the model runs on: ``add_heatmaps(to_device(batch), ...)``.
+:func:`add_heatmaps` is the one way to give a batch its maps, validity flags and invalid reasons
+(the trainer and the suite evaluation use it, and so does :class:`HeatmapCollate`).
 """
 
 from __future__ import annotations

@@ -1,41 +1,42 @@
-"""Training: alignment losses, config, checkpoints, the (distributed, resumable) trainer."""
+"""Training: alignment losses, config, checkpoints, the model and its data, the training step and
+the (distributed, resumable) loop.
 
-from aubench.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from aubench.train.config import (
-    CONFIG_VERSION,
-    ConfigError,
-    TrainConfig,
-    add_config_arguments,
-    config_from_arguments,
-)
-from aubench.train.evaluation import EvalAccumulator, attention_cosine
-from aubench.train.losses import (
-    ALIGN_LOSSES,
-    AlignmentLoss,
-    alignment_loss,
-    per_sample_alignment,
-    resize_clamped,
-)
-from aubench.train.trainer import Trainer, TrainingInterrupted, fit, learning_rate
+The names below are imported on first use (module ``__getattr__``), so that the command line can
+build its ``train`` options from :mod:`aubench.train.config` without loading torch.
+"""
 
-__all__ = [
-    "ALIGN_LOSSES",
-    "CONFIG_VERSION",
-    "AlignmentLoss",
-    "CheckpointError",
-    "ConfigError",
-    "EvalAccumulator",
-    "TrainConfig",
-    "Trainer",
-    "TrainingInterrupted",
-    "add_config_arguments",
-    "alignment_loss",
-    "attention_cosine",
-    "config_from_arguments",
-    "fit",
-    "learning_rate",
-    "load_checkpoint",
-    "per_sample_alignment",
-    "resize_clamped",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+
+#: public name → the module of aubench.train that defines it
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "CONFIG_VERSION": "config",
+    "ConfigError": "config",
+    "TrainConfig": "config",
+    "add_config_arguments": "config",
+    "config_from_arguments": "config",
+    "EvalAccumulator": "evaluation",
+    "attention_cosine": "evaluation",
+    "TrainingInterrupted": "loop",
+    "fit": "loop",
+    "AlignmentLoss": "losses",
+    "alignment_loss": "losses",
+    "per_sample_alignment": "losses",
+    "resize_clamped": "losses",
+    "ALIGN_LOSSES": "options",
+    "learning_rate": "schedule",
+    "Trainer": "step",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aubench.io import write_atomic
-from aubench.train.losses import ALIGN_LOSSES, check_lambda, check_loss_name
+from aubench.train.options import ALIGN_LOSSES, check_lambda, check_loss_name
 
 #: Bumped whenever a field's meaning changes; configs of another version are refused.
 CONFIG_VERSION = 1

@@ -29,37 +29,18 @@ loop runs over samples, and nothing synchronises with the device (no boolean ind
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from aubench.models import layer_attention
+from aubench.train.options import check_lambda, check_loss_name
 
-ALIGN_LOSSES = ("cosine", "std-cosine", "l1", "l2")
 #: ``CosineSimilarity(eps=1e-8)`` as in the paper (§4.4, §9.16).
 COSINE_EPS = 1e-8
 #: Added to the unbiased standard deviation by ``std-cosine`` (§4.4).
 STD_EPS = 1e-4
-
-
-def check_loss_name(kind: str) -> str:
-    """``kind`` if it names an alignment loss, else ``ValueError`` with near matches."""
-    if kind in ALIGN_LOSSES:
-        return kind
-    close = difflib.get_close_matches(str(kind), ALIGN_LOSSES, n=2, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    choices = ", ".join(ALIGN_LOSSES)
-    raise ValueError(f"unknown alignment loss {kind!r}{hint} (choose from {choices})")
-
-
-def check_lambda(lam: float) -> float:
-    """Return ``lam`` as a float if it is a finite number ≥ 0, else raise ``ValueError``."""
-    value = float(lam)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"the alignment weight λ must be a finite number ≥ 0, got {lam!r}")
-    return value
 
 
 def resize_clamped(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
