@@ -17,8 +17,8 @@ from aubench import __version__
 
 
 def _synth(args: argparse.Namespace) -> None:
+    from aubench.data.preview import save_synthetic_preview
     from aubench.data.synthetic import SyntheticFaces, export_synthetic
-    from aubench.report.preview import save_synthetic_preview
 
     dataset = SyntheticFaces(
         args.n, args.size, args.split, args.seed, args.num_classes, shortcut=args.shortcut
@@ -33,7 +33,6 @@ def _synth(args: argparse.Namespace) -> None:
 
 def _list(args: argparse.Namespace) -> None:
     from aubench.faces.codebook import AU_NAMES, EXPRESSIONS, get_codebook, list_codebooks
-    from aubench.faces.heatmaps import REGION_MODELS
 
     if args.what == "codebooks":
         for name in list_codebooks():
@@ -44,17 +43,19 @@ def _list(args: argparse.Namespace) -> None:
                 shown = " ".join(f"AU{au}" for au in aus) if aus else "— (invalid heatmap)"
                 print(f"  {expression:<10} {shown}")
     elif args.what == "regions":
-        for name, codebook in REGION_MODELS.items():
-            print(f"{name:<20} default codebook: {codebook or '— (label-agnostic)'}")
+        from aubench.faces.region_registry import REGION_MODELS
+
+        for name, model in REGION_MODELS.items():
+            codebook = model.default_codebook or "— (label-agnostic)"
+            print(f"{name:<20} default codebook: {codebook}")
     elif args.what == "expressions":
         for label, expression in enumerate(EXPRESSIONS):
             print(f"{label}  {expression}")
     elif args.what == "suites":
-        from aubench.bench.suite import list_suites, load_suite
+        from aubench.bench.suite import list_suites, suite_description
 
         for name in list_suites():
-            description = " ".join(load_suite(name).description.split())
-            print(f"{name:<14} {description}")
+            print(f"{name:<14} {suite_description(name)}")
     elif args.what == "aus":
         for au, name in AU_NAMES.items():
             print(f"AU{au:<3} {name}")
@@ -109,8 +110,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _landmarks(args: argparse.Namespace) -> None:
+    from aubench.data.landmark_backends import get_backend
     from aubench.data.registry import open_dataset, parse_data_spec
-    from aubench.landmarks.base import get_backend
     from aubench.landmarks.cache import compute_landmarks, summary
 
     if parse_data_spec(args.data)[0] == "synthetic":

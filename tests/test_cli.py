@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from aubench.cli import main
 
 
@@ -24,3 +26,33 @@ def test_module_entry_point_and_bad_arguments():
     assert ok.returncode == 0 and ok.stdout.startswith(b"aubench ")
     bad = subprocess.run([sys.executable, "-m", "aubench", "list", "suits"], capture_output=True)
     assert bad.returncode == 2 and b"invalid choice: 'suits'" in bad.stderr
+
+
+LIGHT_COMMANDS = [
+    ["--help"],
+    ["train", "--help"],
+    ["run", "--help"],
+    ["list", "suites"],
+    ["list", "codebooks"],
+    ["list", "aus"],
+    ["run"],  # usage error: --suite is required
+    ["list", "suits"],  # usage error: invalid choice
+    ["check", "no-such-run", "--baseline", "b.json"],  # a user error, one line
+]
+
+
+@pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=" ".join)
+def test_help_listings_and_usage_errors_do_not_import_torch(argv, tmp_path):
+    """The command line answers these before torch (≈ 3–6 s to import) is loaded."""
+    code = (
+        "import sys\nfrom aubench.cli import main\ntry:\n    code = main(sys.argv[1:])\n"
+        "except SystemExit as stop:\n    code = stop.code\n"
+        "heavy = sorted(m for m in ('torch', 'timm', 'captum') if m in sys.modules)\n"
+        "print('HEAVY', heavy, code, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("HEAVY [] "), done.stderr
+    assert last.split()[-1] in {"0", "2", "None"}, done.stderr

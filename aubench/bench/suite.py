@@ -193,6 +193,13 @@ def list_suites() -> list[str]:
     )
 
 
+def suite_description(name: str) -> str:
+    """A built-in suite's description, read from its YAML without validating the suite (which
+    would load torch to check its explainers and metrics): what ``aubench list suites`` prints."""
+    text = (BUILTIN_SUITES / f"{name}.yaml").read_text()
+    return " ".join(str(yaml.safe_load(text).get("description", "")).split())
+
+
 def load_suite(name_or_path: str, overrides: Sequence[str] = ()) -> Suite:
     """The suite ``name_or_path`` (a built-in name or a YAML file) with ``key=value`` overrides.
 

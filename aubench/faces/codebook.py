@@ -35,9 +35,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Expression(IntEnum):
@@ -137,6 +140,8 @@ class Codebook:
 
         Indexing it with a label tensor gives the per-sample AU mask without a Python loop.
         """
+        import torch  # here, not at the top: `aubench list codebooks` stays free of torch
+
         table = np.zeros((len(Expression), len(ALL_AUS)), dtype=bool)
         for expression, aus in self.mapping.items():
             table[int(expression), [ALL_AUS.index(au) for au in aus]] = True
