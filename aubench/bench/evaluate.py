@@ -2,11 +2,13 @@
 metric of a suite, batched on the chosen device.
 
 Per batch: the eval transform's images (resized, ImageNet-normalised), their AU heatmaps and
-validity reasons rebuilt from the landmarks (the training config's region model and codebook),
-one forward for the predictions, one :func:`aubench.explain.explain` call for all methods and
-controls (the gradient family and attention share one forward and one backward pass), each map
-post-processed by its explainer's default steps (ReLU where the method defines one, bilinear
-resize to the heatmap size, per-map min-max), then every metric of the suite on the batch.
+validity reasons rebuilt from the landmarks (:func:`aubench.data.batch.add_heatmaps`, the
+training config's region model and codebook), one forward for the predictions, one
+:func:`aubench.explain.explain` call for all methods and controls (the gradient family and
+attention share one forward and one backward pass), each map post-processed by its explainer's
+default steps (ReLU where the method defines one, bilinear resize to the heatmap size, per-map
+min-max), then every metric of the suite on the batch, each kind through its scorer
+(:mod:`aubench.metrics.kinds`), which names its columns.
 
 Per-image scores stream to a wide Parquet file, one row group per batch (:class:`ScoreStore`),
 so memory holds one batch whatever the dataset size; the per-class aggregation with bootstrap
@@ -18,7 +20,8 @@ kept, with their heatmaps and maps, for the report's figures.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +33,19 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from aubench.bench.results import CLASSIFIER, RESULT_COLUMNS
-from aubench.data.synthetic import IMAGENET_MEAN, IMAGENET_STD
+from aubench.data.batch import add_heatmaps
+from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from aubench.data.transforms import EvalTransform, TransformedDataset
 from aubench.explain import Explainer, explain, get_explainer
 from aubench.explain.postprocess import default_postprocess
 from aubench.faces.codebook import EXPRESSIONS
-from aubench.faces.heatmaps import InvalidReason, au_heatmaps, invalid_reasons, per_au_heatmaps
-from aubench.metrics import METRICS, aggregate, per_au_energy, score_maps
+from aubench.faces.heatmaps import InvalidReason, per_au_heatmaps
+from aubench.metrics import BatchContext, LayerMaps, MapFunction, aggregate, scorers
 from aubench.models import resolve_layers
 from aubench.train.checkpoint import load_checkpoint
 from aubench.train.config import TrainConfig
-from aubench.train.trainer import build_model, open_split
+from aubench.train.data import open_split
+from aubench.train.model import build_model
 
 #: How control explainers are named in results tables.
 CONTROL_PREFIX = "control:"
@@ -153,8 +158,8 @@ def evaluate_model(
     (PxAP: ``(method, layer, metric) -> value``, reduced over ranks by torchmetrics).
     Every explainer and control is scored at ``layers``, or at its own entry of
     ``explainer_layers``; producers sharing layers share one forward and backward pass.
-    ``au_occlusion`` depends on the model and the AU regions only, so it is scored once, under
-    the ``classifier`` method. Sanity metrics record one score per randomised depth.
+    Metrics of scope ``model`` (AU occlusion: the model and the AU regions only) are scored
+    once per batch, under the ``classifier`` method and layer "".
     ``shard`` = (rank, world) scores the images at positions rank, rank + world, … only
     (sharded evaluation under torchrun)."""
     device = torch.device(device)
@@ -172,28 +177,23 @@ def evaluate_model(
         resolved = tuple(resolve_layers(model, list(own.get(name, layers))))
         groups.setdefault(resolved, []).append(method)
     steps = {m.name: default_postprocess(m, (config.size, config.size)) for m in methods}
-    map_metrics = [m for m in metrics if METRICS[m].kind == "map"]
-    model_metrics = [m for m in metrics if METRICS[m].kind == "model" and m != "au_occlusion"]
-    per_au = [m for m in metrics if METRICS[m].kind == "per_au"]
-    sanity = [m for m in metrics if METRICS[m].kind == "sanity"]
-    pxap = {
-        (method_label(m.name, controls), layer, metric): METRICS[metric]().to(device)
+    # one set of scorers per (method, layer), created up front: every rank computes the same
+    # dataset-level accumulators, in the same order, whatever its share of the images
+    per_map = {
+        (method_label(m.name, controls), layer): scorers(metrics, "map", device)
         for names, group in groups.items()
         for m in group
         for layer in names
-        for metric in metrics
-        if METRICS[metric].kind == "dataset"
     }
+    per_batch = scorers(metrics, "model", device)
     scores = store
     samples = _SampleKeeper(samples_per_class, len(EXPRESSIONS))
     bar = tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress)
     for number, batch in enumerate(bar):
-        images = batch["image"].to(device)
-        labels = batch["label"].to(device)
-        landmarks = batch["landmarks"].to(device)
-        size = tuple(images.shape[-2:])
-        heatmaps, valid = au_heatmaps(landmarks, labels, size, config.codebook, config.regions)
-        reasons = invalid_reasons(landmarks, labels, valid, config.codebook, config.regions)
+        moved = {key: batch[key].to(device) for key in ("image", "label", "landmarks")}
+        batch = add_heatmaps({**batch, **moved}, config.codebook, config.regions)
+        images, labels, landmarks = batch["image"], batch["label"], batch["landmarks"]
+        heatmaps, valid = batch["heatmap"], batch["valid"]
         with torch.no_grad():
             preds = model(images).argmax(1)
         targets = labels if target == "gt" else preds
@@ -202,58 +202,52 @@ def evaluate_model(
             explained |= explain(model, images, targets, list(names), group, landmarks=landmarks)
         maps = {m.name: explained[m.name] for m in methods}  # the suite's order, not the groups'
         index = positions[number * batch_size : number * batch_size + len(labels)]
-        scores.begin(index, batch["id"], labels, reasons, preds)
+        scores.begin(index, batch["id"], labels, batch["invalid_reason"], preds)
         kept = samples.select(labels)
         if kept.numel():
             samples.add_faces(images[kept], heatmaps[kept], labels[kept], batch["id"], kept)
+        regions = partial(
+            per_au_heatmaps, landmarks, labels, codebook=config.codebook, regions=config.regions
+        )
+        context = BatchContext(model, images, targets, heatmaps, valid, regions)
         for method, per_layer in maps.items():
             label = method_label(method, controls)
             for layer, raw in per_layer.items():
                 normalised = steps[method](raw.float())
                 if kept.numel():
                     samples.add_map(label, layer, normalised[kept])
-                for metric, values in score_maps(normalised, heatmaps, valid, map_metrics).items():
-                    scores.add((label, layer, metric), values)
-                for metric in model_metrics:
-                    values = METRICS[metric](model, images, normalised, targets, valid)
-                    scores.add((label, layer, metric), values)
-                if per_au:
-                    _add_per_au(scores, label, layer, normalised, landmarks, labels, valid, config)
-                if sanity and method not in controls:  # controls ignore the model
-                    _add_sanity(scores, label, layer, model, images, targets, valid, steps, method)
-                for key in [k for k in pxap if k[:2] == (label, layer)]:
-                    pxap[key].update(normalised, heatmaps, valid)
-        if "au_occlusion" in metrics:  # a property of the model, not of a map
-            values = METRICS["au_occlusion"](model, images, heatmaps, targets, valid)
-            scores.add((CLASSIFIER, "", "au_occlusion"), values)
+                produced = LayerMaps(
+                    normalised, _recompute(method, layer, steps[method]), method in controls
+                )
+                for scorer in per_map[label, layer]:
+                    for column, values in scorer.update(context, produced).items():
+                        scores.add((label, layer, column), values)
+        for scorer in per_batch:  # properties of the model, not of a map
+            for column, values in scorer.update(context, None).items():
+                scores.add((CLASSIFIER, "", column), values)
         scores.flush()
     store.close()
-    dataset = {key: float(accumulator.compute()) for key, accumulator in pxap.items()}
+    dataset = {
+        (label, layer, column): value
+        for (label, layer), group in per_map.items()
+        for scorer in group
+        for column, value in scorer.compute().items()
+    }
     return samples.arrays(), dataset
 
 
-def _add_sanity(scores, label, layer, model, images, targets, valid, steps, method) -> None:
-    """``sanity_spearman:<module>``: Spearman similarity between the method's maps on the
-    trained model and after randomising the model's layers from the top down to ``<module>``."""
-    explainer = get_explainer(method)
+def _recompute(
+    method: str, layer: str, step: Callable[[torch.Tensor], torch.Tensor]
+) -> MapFunction:
+    """``(model, images, targets) -> maps``: a fresh ``method`` explainer's maps at ``layer`` on
+    any model, post-processed by ``step`` (what sanity checks compare)."""
 
-    def maps_of(randomised, x, t):
-        raw = explain(randomised, x, t, [layer], [explainer])[explainer.name][layer]
-        return steps[method](raw.float())
+    def maps_of(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor):
+        explainer = get_explainer(method)
+        raw = explain(model, images, targets, [layer], [explainer])[explainer.name][layer]
+        return step(raw.float())
 
-    result = METRICS["cascading_randomisation"](model, images, targets, maps_of, valid)
-    for depth, module in enumerate(result.layers):
-        scores.add((label, layer, f"sanity_spearman:{module}"), result.similarity[depth])
-
-
-def _add_per_au(scores, label, layer, maps, landmarks, labels, valid, config) -> None:
-    """``au_energy:AU<k>``: share of the map's energy inside AU k's region, for each AU of the
-    codebook (the region is empty, so the share 0 or NaN, for classes without AU k)."""
-    size = tuple(maps.shape[-2:])
-    regions, aus = per_au_heatmaps(landmarks, labels, size, config.codebook, config.regions)
-    shares = per_au_energy(maps, regions, valid)
-    for k, au in enumerate(aus):
-        scores.add((label, layer, f"au_energy:AU{au}"), shares[:, k])
+    return maps_of
 
 
 class _SampleKeeper:

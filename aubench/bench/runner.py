@@ -48,11 +48,13 @@ from aubench.bench.suite import Suite, SuiteError
 from aubench.explain import explain
 from aubench.faces.landmarks import MEAN_FACE
 from aubench.io import write_atomic
-from aubench.metrics import METRICS
+from aubench.metrics import describe_column
 from aubench.models import resolve_layers
 from aubench.train import distributed
 from aubench.train.config import TrainConfig
-from aubench.train.trainer import build_model, fit
+from aubench.train.data import open_split
+from aubench.train.loop import fit
+from aubench.train.model import build_model
 
 
 @dataclass(frozen=True)
@@ -302,25 +304,12 @@ def _write_parquet(path: Path, table: pd.DataFrame) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-#: Metrics of the table derived from a suite metric (one row per AU, per randomised depth).
-DERIVED_METRICS = {"au_energy": "per_au_energy", "sanity_spearman": "cascading_randomisation"}
-
-
 def _metric_metadata(names) -> dict:
-    """Direction, range and category of every metric in the table, for reports and checks."""
-    meta = {
-        "accuracy": {"higher_is_better": True, "range": [0.0, 100.0], "category": "classification"}
-    }
-    for name in names:
-        if name in meta or name == "pred":
-            continue
-        metric = METRICS[DERIVED_METRICS.get(name.split(":")[0], name)]
-        meta[name] = {
-            "higher_is_better": metric.higher_is_better,
-            "range": list(metric.range),
-            "category": metric.category,
-        }
-    return meta
+    """Direction, range and category of accuracy and every metric in the table (per-AU and
+    per-depth columns included, :func:`aubench.metrics.describe_column`), for reports and
+    checks."""
+    shown = dict.fromkeys(["accuracy", *(name for name in names if name != "pred")])
+    return {name: describe_column(name).metadata() for name in shown}
 
 
 def _manifest(
@@ -397,8 +386,6 @@ def _git_commit() -> str | None:
 def _data_fingerprint(cell: Cell) -> str:
     """12 hex digits of SHA-256 over the data spec and the evaluated split's labels in order."""
     import numpy as np
-
-    from aubench.train.trainer import open_split
 
     labels = np.asarray(open_split(cell.config, cell.split).labels, dtype=np.int64)
     digest = hashlib.sha256(cell.config.data.encode() + cell.split.encode() + labels.tobytes())

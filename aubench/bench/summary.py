@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from aubench.bench.results import CLASSIFIER, read_manifest, read_results
+from aubench.metrics import derived_column
 
 
 def headline(run: str | os.PathLike, max_metrics: int = 3) -> str:
@@ -44,5 +45,6 @@ def _shown(metric: str, present: list[str]) -> str | None:
     randomisation the last (fully randomised) ``sanity_spearman:<module>`` depth."""
     if metric in present:
         return metric
-    depths = [m for m in present if m.startswith("sanity_spearman:")]
-    return depths[-1] if metric == "cascading_randomisation" and depths else None
+    columns = [(m, derived_column(m)) for m in present]
+    depths = [m for m, c in columns if c is not None and c.kind == "sanity" and c.metric == metric]
+    return depths[-1] if depths else None

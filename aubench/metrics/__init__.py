@@ -6,7 +6,9 @@ Map metrics share one calling convention, ``metric(maps (B, H, W), heatmaps (B, 
 valid (B,) | None, **options) -> (B,)`` with NaN where a score is undefined (see
 :mod:`aubench.metrics.base`); :data:`METRICS` holds every metric with its metadata
 (``higher_is_better``, ``range``, ``category``, ``kind``), :func:`get_metric` looks one up and
-:func:`score_maps` computes a family on one batch, sharing the work.
+:func:`score_maps` computes a family on one batch, sharing the work. :mod:`aubench.metrics.kinds`
+scores every kind through one interface (:func:`scorers`) and describes every score column a
+run writes (:func:`describe_column`).
 """
 
 from aubench.metrics.aggregate import Aggregate, aggregate, bootstrap_ci
@@ -14,6 +16,7 @@ from aubench.metrics.base import (
     CATEGORIES,
     KINDS,
     METRICS,
+    SCOPES,
     MapBatch,
     Metric,
     get_metric,
@@ -28,6 +31,17 @@ from aubench.metrics.faithfulness import (
     increase_in_confidence,
     insertion_auc,
 )
+from aubench.metrics.kinds import (
+    ACCURACY,
+    SCORERS,
+    BatchContext,
+    Column,
+    LayerMaps,
+    Scorer,
+    derived_column,
+    describe_column,
+    scorers,
+)
 from aubench.metrics.overlap import dice, iou, otsu_thresholds, pixel_ap, pxap_accumulator
 from aubench.metrics.per_au import per_au_energy
 from aubench.metrics.point import (
@@ -39,7 +53,12 @@ from aubench.metrics.point import (
     top_k_intersection,
 )
 from aubench.metrics.saliency import kl, nss, sim
-from aubench.metrics.sanity import Randomisation, cascading_randomisation, randomisable_layers
+from aubench.metrics.sanity import (
+    MapFunction,
+    Randomisation,
+    cascading_randomisation,
+    randomisable_layers,
+)
 
 _STREAMING = ("PxAP", "ScoreAggregator")
 
@@ -54,15 +73,23 @@ def __getattr__(name: str) -> type:
 
 
 __all__ = [
+    "ACCURACY",
     "CATEGORIES",
     "KINDS",
     "METRICS",
+    "SCOPES",
+    "SCORERS",
     "Aggregate",
+    "BatchContext",
+    "Column",
+    "LayerMaps",
     "MapBatch",
+    "MapFunction",
     "Metric",
     "PxAP",
     "Randomisation",
     "ScoreAggregator",
+    "Scorer",
     "aggregate",
     "au_occlusion",
     "average_drop",
@@ -70,6 +97,8 @@ __all__ = [
     "cascading_randomisation",
     "cosine",
     "deletion_auc",
+    "derived_column",
+    "describe_column",
     "dice",
     "energy_pointing_game",
     "get_metric",
@@ -90,6 +119,7 @@ __all__ = [
     "relevance_rank_accuracy",
     "roc_auc",
     "score_maps",
+    "scorers",
     "sim",
     "spearman",
     "top_k_intersection",

@@ -31,6 +31,7 @@ __all__ = [
     "CATEGORIES",
     "KINDS",
     "METRICS",
+    "SCOPES",
     "MapBatch",
     "Metric",
     "get_metric",
@@ -53,6 +54,9 @@ CATEGORIES = (
 #: ``(maps, regions (B, K, H, W), valid) -> (B, K)``; ``model`` — needs a model and images;
 #: ``sanity`` — needs a model and a map function; ``dataset`` — a streaming accumulator class.
 KINDS = ("map", "per_au", "model", "sanity", "dataset")
+#: What a metric's scores depend on: ``map`` — each (producer, layer)'s maps, scored once per
+#: map; ``model`` — the model and the AU regions only (AU occlusion), scored once per batch.
+SCOPES = ("map", "model")
 #: Elements per chunk of rows for the sorts, ranks and histograms: bounds their temporaries
 #: (a few int64 copies, ~100 MB) while keeping the number of parallel regions small.
 CHUNK_ELEMENTS = 1 << 21
@@ -65,6 +69,9 @@ class Metric:
     ``range`` is the attainable range for non-negative maps (what the house normalisation
     produces). Calling a :class:`Metric` calls ``fn`` with ``options`` as default keywords, so a
     variant such as IoU at Otsu is the IoU function with ``threshold="otsu"`` bound.
+    ``scope`` is one of :data:`SCOPES`; ``column_prefix`` names the columns of a metric that
+    gives several (per AU, per randomised depth): ``<column_prefix>:<label>``, default its name
+    (see :mod:`aubench.metrics.kinds`).
     """
 
     name: str
@@ -74,12 +81,16 @@ class Metric:
     category: str
     kind: str = "map"
     options: Mapping[str, Any] = field(default_factory=dict)
+    scope: str = "map"
+    column_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
             raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **{**self.options, **kwargs})
@@ -106,14 +117,17 @@ def register(
     category: str,
     kind: str = "map",
     variants: Mapping[str, Mapping[str, Any]] | None = None,
+    scope: str = "map",
+    column_prefix: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: record ``fn`` in :data:`METRICS` under ``name`` and return it unchanged.
 
-    ``variants`` maps further names to bound options (``{"iou_otsu": {"threshold": "otsu"}}``).
+    ``variants`` maps further names to bound options (``{"iou_otsu": {"threshold": "otsu"}}``);
+    ``scope`` and ``column_prefix`` as :class:`Metric`.
     """
 
     def record(fn: Callable[..., Any]) -> Callable[..., Any]:
-        base = Metric(name, fn, higher_is_better, range, category, kind)
+        base = Metric(name, fn, higher_is_better, range, category, kind, {}, scope, column_prefix)
         for metric in [base] + [
             replace(base, name=n, options=dict(o)) for n, o in (variants or {}).items()
         ]:

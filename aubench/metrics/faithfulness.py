@@ -153,6 +153,7 @@ def increase_in_confidence(
     range=(-float("inf"), float("inf")),
     category="faithfulness",
     kind="model",
+    scope="model",
 )
 def au_occlusion(
     model: Model,

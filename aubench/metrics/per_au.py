@@ -23,7 +23,14 @@ from aubench.metrics.base import (
 __all__ = ["per_au_energy"]
 
 
-@register("per_au_energy", higher_is_better=True, range=(0.0, 1.0), category="mass", kind="per_au")
+@register(
+    "per_au_energy",
+    higher_is_better=True,
+    range=(0.0, 1.0),
+    category="mass",
+    kind="per_au",
+    column_prefix="au_energy",
+)
 def per_au_energy(
     maps: torch.Tensor,
     regions: torch.Tensor,

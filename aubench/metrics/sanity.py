@@ -46,6 +46,7 @@ def randomisable_layers(model: nn.Module) -> list[str]:
     range=(-1.0, 1.0),
     category="sanity",
     kind="sanity",
+    column_prefix="sanity_spearman",
 )
 def cascading_randomisation(
     model: nn.Module,

@@ -22,7 +22,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from aubench.metrics.aggregate import Aggregate, aggregate
 from aubench.metrics.base import MapBatch, get_metric
-from aubench.metrics.overlap import average_precision, level_counts
+from aubench.metrics.curves import average_precision, level_counts
 
 __all__ = ["PxAP", "ScoreAggregator"]
 
@@ -31,9 +31,9 @@ class PxAP(_TorchMetric):
     """Pixel average precision over a whole dataset (wsolevaluation's PxAP, in [0, 1] not ×100).
 
     Each update adds, over the usable samples, the histogram of map values on AU-region pixels
-    and on the other pixels (bins of :func:`aubench.metrics.overlap.level_counts`); ``compute``
+    and on the other pixels (bins of :func:`aubench.metrics.curves.level_counts`); ``compute``
     turns the summed histograms into one precision–recall curve over the thresholds
-    0, 1/L, …, 1 and its average precision (:func:`aubench.metrics.overlap.average_precision`).
+    0, 1/L, …, 1 and its average precision (:func:`aubench.metrics.curves.average_precision`).
     This is not the mean of per-image APs (:func:`~aubench.metrics.overlap.pixel_ap`). Maps are
     expected in [0, 1]. ``compute`` is NaN when no AU-region pixel was seen (wsolevaluation
     raises).

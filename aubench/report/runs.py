@@ -8,10 +8,11 @@ Conventions on top of :mod:`aubench.bench.results`:
 - ``manifest["variants"]`` = ``{name: {"guided", "lam", "layers", "loss"}}``: "w/o AU" are the
   variants with ``guided`` false, "w/ AU" those with ``guided`` true; the first unguided variant
   is *the baseline* every guided variant is tested against;
-- ``manifest["metrics"]`` = ``{name: {"higher_is_better", "range", "category"}}``; a per-AU
-  metric ``au_energy:AU<k>`` falls back on the entry of ``au_energy``, then of
-  ``per_au_energy`` (the metric that computes it), then on its definition (a share in [0, 1],
-  higher is better); ``accuracy`` (in %, higher is better) needs no entry;
+- ``manifest["metrics"]`` = ``{name: {"higher_is_better", "range", "category"}}``; a column
+  derived from a metric (``au_energy:AU<k>``, ``sanity_spearman:<module>``, see
+  :func:`aubench.metrics.derived_column`) falls back on the entry of its family
+  (``au_energy``), then of its metric (``per_au_energy``), then on the metric's definition;
+  ``accuracy`` (in %, higher is better) needs no entry;
 - methods named ``control:<name>`` are controls; ``classifier`` carries the accuracy rows;
 - layers follow ``manifest["layers"]`` (a list, or a mapping whose lists are concatenated) and
   then their order of first appearance in the results; a method's *main layer* (the one the
@@ -37,22 +38,16 @@ from aubench.bench.results import (
     read_per_image,
     read_results,
 )
+from aubench.metrics import ACCURACY as ACCURACY_COLUMN
+from aubench.metrics import derived_column
 from aubench.report.stats import paired_tests, seed_summary
 
-ACCURACY = "accuracy"
+ACCURACY = ACCURACY_COLUMN.name
 CONTROL_PREFIX = "control:"
-PER_AU_PREFIX = "au_energy:"
-#: Cascading-randomisation scores, one metric per randomised depth (``sanity_spearman:<module>``).
-SANITY_PREFIX = "sanity_spearman:"
 #: What identifies a headline row once the seeds are averaged (and the split is chosen).
 CELL_KEY = ["model", "variant", "method", "layer", "metric"]
 #: The numbers a headline cell carries.
 CELL_NUMBERS = ("value", "ci_low", "ci_high", "spread")
-#: Metadata of the metrics the bench itself adds, used when the manifest has none.
-BUILTIN_INFO = {
-    ACCURACY: {"higher_is_better": True, "range": [0.0, 100.0], "category": "classification"},
-    "per_au_energy": {"higher_is_better": True, "range": [0.0, 1.0], "category": "mass"},
-}
 
 
 @dataclass(frozen=True)
@@ -112,16 +107,16 @@ def headline_rows(table: pd.DataFrame) -> pd.DataFrame:
 def metric_info(metrics: Mapping[str, Any], name: str, where: str = "the manifest") -> MetricInfo:
     """The metadata of metric ``name`` from a ``manifest["metrics"]`` mapping.
 
-    ``au_energy:AU6`` falls back on ``au_energy``, then ``per_au_energy``; ``accuracy`` and
-    ``per_au_energy`` fall back on :data:`BUILTIN_INFO`. Raises ``ValueError`` naming the
-    metric and ``where`` when there is none.
+    A derived column (``au_energy:AU6``) falls back on its family (``au_energy``), then its
+    metric (``per_au_energy``); derived columns and ``accuracy``, which the bench itself adds,
+    then fall back on their definition in :mod:`aubench.metrics`. Raises ``ValueError`` naming
+    the metric and ``where`` when there is none.
     """
-    names = [name]
-    if name.startswith(PER_AU_PREFIX):
-        names += [PER_AU_PREFIX[:-1], "per_au_energy"]
+    column = ACCURACY_COLUMN if name == ACCURACY else derived_column(name)
+    names = [name] if column is None else list(dict.fromkeys([name, column.family, column.metric]))
     entry = next((metrics[n] for n in names if n in metrics), None)
-    if entry is None:
-        entry = next((BUILTIN_INFO[n] for n in names if n in BUILTIN_INFO), None)
+    if entry is None and column is not None:
+        entry = column.metadata()
     if entry is None:
         known = ", ".join(sorted(metrics)) or "none"
         raise ValueError(f"{where} has no metadata for metric {name!r} (it describes: {known})")
@@ -258,18 +253,22 @@ class RunData:
         """Map metrics present (not accuracy, not per-AU, not per randomised depth), in order
         of first appearance."""
         present = dict.fromkeys(self.results["metric"])
-        derived = (PER_AU_PREFIX, SANITY_PREFIX)
-        return [m for m in present if m != ACCURACY and not m.startswith(derived)]
+        return [m for m in present if m != ACCURACY and derived_column(m) is None]
 
     def sanity_metrics(self) -> list[str]:
-        """The ``sanity_spearman:<module>`` metrics present, in cascade order: randomised down
-        to the top layer first, to the stem last (every weight randomised)."""
-        return [m for m in dict.fromkeys(self.results["metric"]) if m.startswith(SANITY_PREFIX)]
+        """The per-depth columns of sanity metrics present (``sanity_spearman:<module>``), in
+        cascade order: randomised down to the top layer first, to the stem last (every weight
+        randomised)."""
+        return self._derived("sanity")
 
     def per_au_metrics(self) -> list[str]:
-        """The ``au_energy:AU<k>`` metrics present, by AU number."""
-        names = {m for m in self.results["metric"] if m.startswith(PER_AU_PREFIX)}
-        return sorted(names, key=_au_number)
+        """The per-AU columns present (``au_energy:AU<k>``), by AU number."""
+        return sorted(self._derived("per_au"), key=lambda m: (derived_column(m).order, m))
+
+    def _derived(self, kind: str) -> list[str]:
+        """The columns derived from metrics of ``kind`` present, in order of appearance."""
+        present = dict.fromkeys(self.results["metric"])
+        return [m for m in present if (c := derived_column(m)) is not None and c.kind == kind]
 
     def layers_of(self, method: str) -> list[str]:
         """The layers ``method`` has rows for, in display order."""
@@ -396,8 +395,3 @@ def _layer_order(declared: Any, present: pd.Series) -> list[str]:
         declared = [layer for layers in declared.values() for layer in layers]
     order = [str(layer) for layer in declared or ()]
     return list(dict.fromkeys([*order, *present]))
-
-
-def _au_number(metric: str) -> tuple[int, str]:
-    digits = "".join(c for c in metric.split(":", 1)[1] if c.isdigit())
-    return (int(digits) if digits else 1 << 30, metric)

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from aubench.bench.results import CLASSIFIER
+from aubench.metrics import derived_column
 from aubench.report.runs import (
     ACCURACY,
     CELL_KEY,
     CELL_NUMBERS,
-    SANITY_PREFIX,
     MetricInfo,
     RunData,
     is_control,
@@ -331,7 +331,7 @@ def sanity_table(run: RunData) -> Table | None:
     specs = []
     for model in run.models:
         for metric in metrics:
-            row = (*_prefix(run, model), metric.removeprefix(SANITY_PREFIX))
+            row = (*_prefix(run, model), derived_column(metric).label)
             info = run.info(metric)
             for method in run.methods:
                 for variant in run.variants:

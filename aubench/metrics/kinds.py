@@ -1,0 +1,300 @@
+"""Metric kinds: how each kind of metric is scored on a batch, and what its score columns are
+called and mean.
+
+An evaluation loop calls every kind the same way. It builds a :class:`BatchContext` per batch
+and a :class:`LayerMaps` per (map producer, layer); :func:`scorers` gives one :class:`Scorer`
+per kind present in a suite's metrics, whose ``update`` returns named per-image columns (B,)
+and whose ``compute`` returns named dataset-level values once every batch is in.
+
+- ``map``: ``fn(maps, heatmaps, valid) -> (B,)``, the whole family in one :func:`score_maps`
+  call (one shared :class:`~aubench.metrics.base.MapBatch`); one column each, its name.
+- ``model``: ``fn(model, images, maps, targets, valid) -> (B,)``; one column each, its name. At
+  scope ``model`` (AU occlusion) the heatmaps stand in for the maps: scored once per batch.
+- ``per_au``: ``fn(maps, regions (B, K, H, W), valid) -> (B, K)``; a column ``<prefix>:AU<k>``
+  for each AU k of the codebook (label ``AU<k>``, shown by k).
+- ``sanity``: ``fn(model, images, targets, maps_of, valid) ->``
+  :class:`~aubench.metrics.sanity.Randomisation`; a column ``<prefix>:<module>`` per randomised
+  depth, top first (label ``<module>``, shown in that order); none for control maps.
+- ``dataset``: ``fn() ->`` a streaming accumulator updated with ``(maps, heatmaps, valid)``; no
+  per-image column, one value per metric at the end.
+
+``<prefix>`` is the metric's ``column_prefix`` (default its name): ``au_energy``,
+``sanity_spearman``. :func:`describe_column` gives the metadata of any column name the bench
+writes (``accuracy`` included), so readers of results never parse names themselves.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from aubench.metrics.base import METRICS, Metric, get_metric, score_maps
+from aubench.metrics.sanity import MapFunction
+
+__all__ = [
+    "ACCURACY",
+    "SCORERS",
+    "BatchContext",
+    "Column",
+    "LayerMaps",
+    "Scorer",
+    "derived_column",
+    "describe_column",
+    "scorers",
+]
+
+#: ``size (H, W) -> (regions (B, K, H, W), aus)``: each AU's region map at that size
+#: (as :func:`aubench.faces.heatmaps.per_au_heatmaps`).
+AURegions = Callable[[tuple[int, int]], tuple[torch.Tensor, Sequence[int]]]
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every scorer may read of one batch.
+
+    ``model`` in eval mode; ``images`` (B, C, H, W) its inputs; ``targets`` (B,) the explained
+    classes; ``heatmaps`` (B, H, W) the AU heatmaps; ``valid`` (B,) bool; ``au_regions`` the
+    per-AU regions of the batch at a given size.
+    """
+
+    model: torch.nn.Module
+    images: torch.Tensor
+    targets: torch.Tensor
+    heatmaps: torch.Tensor
+    valid: torch.Tensor
+    au_regions: AURegions
+
+
+@dataclass(frozen=True)
+class LayerMaps:
+    """The maps of one (producer, layer): ``maps`` (B, H, W) post-processed to the heatmap size;
+    ``recompute`` ``(model, images, targets) -> maps`` the same producer, layer and steps on
+    another model (sanity checks); ``control`` whether the producer ignores the model."""
+
+    maps: torch.Tensor
+    recompute: MapFunction
+    control: bool = False
+
+
+@dataclass(frozen=True)
+class Column:
+    """One named score column of the results, with the metadata tables and checks read.
+
+    ``name`` as written (``cosine``, ``au_energy:AU6``, ``sanity_spearman:layer4.1``);
+    ``metric`` the registered metric computing it (``per_au_energy``; ``accuracy`` for itself);
+    ``family`` the name its metric's columns share (``au_energy``; a plain column's own name);
+    ``label`` its name among them (``AU6``, ``layer4.1``); ``order`` the sort key among them
+    (per-AU: the AU number; otherwise 0, the order written being the order shown: the cascade,
+    top first); ``kind`` and the direction, range and category of ``metric``.
+    """
+
+    name: str
+    metric: str
+    family: str
+    label: str
+    order: int
+    kind: str
+    higher_is_better: bool
+    range: tuple[float, float]
+    category: str
+
+    @classmethod
+    def of(cls, metric: Metric, label: str | None = None) -> Column:
+        """The column of ``metric`` itself (``label`` None), or its column ``label``."""
+        family = metric.name if label is None else metric.column_prefix or metric.name
+        return cls(
+            name=metric.name if label is None else f"{family}:{label}",
+            metric=metric.name,
+            family=family,
+            label=metric.name if label is None else label,
+            order=0 if label is None else SCORERS[metric.kind].order(label),
+            kind=metric.kind,
+            higher_is_better=metric.higher_is_better,
+            range=metric.range,
+            category=metric.category,
+        )
+
+    @property
+    def derived(self) -> bool:
+        """Whether the column is one of several its metric gives (per AU, per depth)."""
+        return self.name != self.metric
+
+    def metadata(self) -> dict[str, Any]:
+        """``{"higher_is_better", "range": [lo, hi], "category"}`` (the manifest's entry)."""
+        return {
+            "higher_is_better": self.higher_is_better,
+            "range": list(self.range),
+            "category": self.category,
+        }
+
+
+#: Top-1 accuracy in %, the bench's classification column (from the predictions).
+ACCURACY = Column(
+    "accuracy", "accuracy", "accuracy", "accuracy", 0, "model", True, (0.0, 100.0), "classification"
+)
+
+
+class Scorer(ABC):
+    """The metrics of one kind and scope, scored batch by batch.
+
+    ``update(batch, maps)`` returns column name → (B,) scores of the batch (``maps`` None at
+    scope ``model``); ``compute()`` the dataset-level column name → value at the end.
+    """
+
+    #: Whether the kind's metrics give several columns ``<prefix>:<label>`` each.
+    derives: ClassVar[bool] = False
+
+    def __init__(self, metrics: Sequence[Metric], device: torch.device | str = "cpu") -> None:
+        self.metrics = list(metrics)
+
+    @abstractmethod
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        """Column name → (B,) scores of this batch (``maps`` None at scope ``model``)."""
+
+    def compute(self) -> dict[str, float]:
+        """Column name → dataset-level value, once every batch is in (none by default)."""
+        return {}
+
+    @staticmethod
+    def order(label: str) -> int:
+        """Sort key of column ``label`` among one metric's columns."""
+        return 0
+
+
+class MapScores(Scorer):
+    """Map metrics, computed together by :func:`score_maps` (shared checks, masks, sort)."""
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        names = [metric.name for metric in self.metrics]
+        return score_maps(_maps(maps).maps, batch.heatmaps, batch.valid, names)
+
+
+class ModelScores(Scorer):
+    """Metrics of the model's response to perturbed images: ``fn(model, images, maps, targets,
+    valid)``; at scope ``model`` the heatmaps take the place of the maps."""
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        evidence = batch.heatmaps if maps is None else maps.maps
+        return {
+            metric.name: metric(batch.model, batch.images, evidence, batch.targets, batch.valid)
+            for metric in self.metrics
+        }
+
+
+class PerAUScores(Scorer):
+    """Per-AU breakdowns: column ``<prefix>:AU<k>`` holds channel k of ``fn(maps, regions,
+    valid)`` (B, K) for each AU k of the codebook."""
+
+    derives = True
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        maps = _maps(maps)
+        regions, aus = batch.au_regions(tuple(maps.maps.shape[-2:]))
+        columns = {}
+        for metric in self.metrics:
+            shares = metric(maps.maps, regions, batch.valid)
+            for k, au in enumerate(aus):
+                columns[Column.of(metric, f"AU{au}").name] = shares[:, k]
+        return columns
+
+    @staticmethod
+    def order(label: str) -> int:
+        """The AU number of ``AU<k>`` (labels without one last)."""
+        digits = "".join(c for c in label if c.isdigit())
+        return int(digits) if digits else 1 << 30
+
+
+class SanityScores(Scorer):
+    """Randomisation checks: column ``<prefix>:<module>`` holds the similarity after
+    randomising the model down to ``<module>``, top first; control maps, which ignore the
+    model, get none."""
+
+    derives = True
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        maps = _maps(maps)
+        if maps.control:
+            return {}
+        columns = {}
+        for metric in self.metrics:
+            result = metric(batch.model, batch.images, batch.targets, maps.recompute, batch.valid)
+            for depth, module in enumerate(result.layers):
+                columns[Column.of(metric, module).name] = result.similarity[depth]
+        return columns
+
+
+class DatasetScores(Scorer):
+    """Dataset-level metrics: one streaming accumulator each (``update(maps, heatmaps,
+    valid)``, reduced across processes by torchmetrics), no per-image column."""
+
+    def __init__(self, metrics: Sequence[Metric], device: torch.device | str = "cpu") -> None:
+        super().__init__(metrics, device)
+        self.accumulators = {metric.name: metric().to(device) for metric in self.metrics}
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        for accumulator in self.accumulators.values():
+            accumulator.update(_maps(maps).maps, batch.heatmaps, batch.valid)
+        return {}
+
+    def compute(self) -> dict[str, float]:
+        return {name: float(acc.compute()) for name, acc in self.accumulators.items()}
+
+
+#: kind → its scorer, in the order a (producer, layer)'s columns are written.
+SCORERS: dict[str, type[Scorer]] = {
+    "map": MapScores,
+    "model": ModelScores,
+    "per_au": PerAUScores,
+    "sanity": SanityScores,
+    "dataset": DatasetScores,
+}
+
+
+def scorers(
+    metrics: Iterable[str], scope: str = "map", device: torch.device | str = "cpu"
+) -> list[Scorer]:
+    """One new :class:`Scorer` per kind among ``metrics`` of ``scope``, in :data:`SCORERS`
+    order (each holding its metrics in the order given). Create one set per (producer, layer):
+    dataset-level scorers keep state."""
+    chosen = [get_metric(name) for name in metrics]
+    made = []
+    for kind, make in SCORERS.items():
+        group = [metric for metric in chosen if metric.kind == kind and metric.scope == scope]
+        if group:
+            made.append(make(group, device))
+    return made
+
+
+def derived_column(name: str) -> Column | None:
+    """The :class:`Column` of ``name`` when it is one of several columns of a registered metric
+    (``au_energy:AU6``, ``sanity_spearman:layer4.1``), else None."""
+    family, colon, label = name.partition(":")
+    if not colon:
+        return None
+    for metric in METRICS.values():
+        if SCORERS[metric.kind].derives and (metric.column_prefix or metric.name) == family:
+            return Column.of(metric, label)
+    return None
+
+
+def describe_column(name: str) -> Column:
+    """The :class:`Column` of any score column the bench writes: ``accuracy``, a registered
+    metric, or a metric's derived column. ``KeyError`` for any other name."""
+    if name == ACCURACY.name:
+        return ACCURACY
+    if name in METRICS:
+        return Column.of(METRICS[name])
+    column = derived_column(name)
+    if column is None:
+        raise KeyError(f"{name!r} is no metric or column of one (known: {', '.join(METRICS)})")
+    return column
+
+
+def _maps(maps: LayerMaps | None) -> LayerMaps:
+    if maps is None:
+        raise ValueError("this kind of metric scores maps: it has no model scope")
+    return maps
