@@ -1,9 +1,12 @@
 """AU heatmaps, batch 256 at 224², belharbi2024 regions: batched aubench vs the per-image OpenCV
-reference pipeline (tests/references.py). Goal (issue #2): ≥ 30× faster on CPU.
+reference pipeline (tests/references.py). Goal (issue #2): ≥ 30× faster on CPU; on CUDA
+(``AUBENCH_BENCH_DEVICE=cuda``: the batch lives on the GPU, timed calls synchronise) ≥ 300×
+(issue #15), reported without an assertion.
 
 Both sides run in this one test on the same faces; the ratio uses each side's best round.
 """
 
+import os
 import time
 
 import numpy as np
@@ -14,8 +17,9 @@ from aubench.faces.codebook import get_codebook
 from aubench.faces.heatmaps import au_heatmaps
 from tests.references import paper_heatmap, random_faces
 
-GOAL = 30.0
 BATCH, SIZE = 256, 224
+DEVICE = torch.device(os.environ.get("AUBENCH_BENCH_DEVICE", "cpu"))
+GOAL = 300.0 if DEVICE.type == "cuda" else 30.0
 
 
 def best_of(fn, rounds: int) -> float:
@@ -42,23 +46,30 @@ def test_heatmaps_belharbi2024_vs_per_image_opencv(benchmark, harness_info, face
     def anchor_batch():
         return [paper_heatmap(p, int(y), book) for p, y in zip(landmarks, labels, strict=True)]
 
-    points, targets = torch.tensor(landmarks, dtype=torch.float32), torch.tensor(labels)
+    points = torch.tensor(landmarks, dtype=torch.float32, device=DEVICE)
+    targets = torch.tensor(labels, device=DEVICE)
+
+    def ours():
+        maps = au_heatmaps(points, targets, SIZE, regions="belharbi2024")
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize(DEVICE)
+        return maps
+
     anchor_before = best_of(anchor_batch, 3)
-    benchmark.group = "heatmaps belharbi2024 224px b256"
-    benchmark.pedantic(
-        au_heatmaps,
-        args=(points, targets, SIZE),
-        kwargs={"regions": "belharbi2024"},
-        rounds=60,
-        warmup_rounds=5,
-    )
+    benchmark.group = f"heatmaps belharbi2024 224px b256 {DEVICE.type}"
+    benchmark.pedantic(ours, rounds=60, warmup_rounds=5)
     anchor = min(anchor_before, best_of(anchor_batch, 2))  # before and after: drift hits both
     speedup = anchor / benchmark.stats.stats.min
     harness_info.update(
-        anchor_opencv_s=anchor, speedup=speedup, goal=GOAL, threads=torch.get_num_threads()
+        anchor_opencv_s=anchor,
+        speedup=speedup,
+        goal=GOAL,
+        device=DEVICE.type,
+        threads=torch.get_num_threads(),
     )
     print(
-        f"\nper-image OpenCV {anchor * 1e3:.1f} ms, batched aubench "
-        f"{benchmark.stats.stats.min * 1e3:.1f} ms: {speedup:.1f}× (goal ≥ {GOAL:.0f}×)"
+        f"\nper-image OpenCV {anchor * 1e3:.1f} ms, batched aubench {DEVICE.type} "
+        f"{benchmark.stats.stats.min * 1e3:.2f} ms: {speedup:.1f}× (goal ≥ {GOAL:.0f}×)"
     )
-    assert speedup >= GOAL, f"batched heatmaps only {speedup:.1f}× faster (goal {GOAL}×)"
+    if DEVICE.type == "cpu":
+        assert speedup >= GOAL, f"batched heatmaps only {speedup:.1f}× faster (goal {GOAL}×)"
