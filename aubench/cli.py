@@ -420,7 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     try:
         code = args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        PermissionError,
+    ) as err:
         print(f"aubench {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a pager or `head` that stopped reading

@@ -193,3 +193,50 @@ def test_dataset_model_and_sanity_metrics_reach_the_table(finished):
     depths = randomisable_layers(create("resnet18", 7))
     assert set(sanity.method) == {"gradcam"}  # controls do not depend on the model
     assert set(sanity.metric) == {f"sanity_spearman:{name}" for name in depths}
+
+
+HOLD_LOCK = """
+import sys, time
+from aubench.io import FolderLock
+with FolderLock(sys.argv[1], "run folder"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_run_folder_in_use_a_missing_device_and_an_unwritable_out_are_one_line(tmp_path, capsys):
+    from aubench.cli import main
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY)
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    runs = ["--runs-root", str(tmp_path / "runs"), "--quiet"]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        command = [sys.executable, "-m", "aubench", "run", "--suite", str(suite)]
+        done = subprocess.run(
+            [*command, "--out", str(out), *runs],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith(f"aubench run: error: run folder {out} is in use by pid {holder.pid} ")
+    assert sorted(p.name for p in out.iterdir()) == [".aubench.lock"]
+    assert not (tmp_path / "runs").exists()  # nothing trained
+    for flags, message in [
+        (["--device", "cpu:7"], "aubench run: error: device 'cpu:7': there is one CPU device"),
+        (["--device", "tpu"], "aubench run: error: device 'tpu' is not a device"),
+        (["--out", "/sys/aubench-run"], "cannot write to run folder /sys/aubench-run"),
+    ]:
+        argv = ["run", "--suite", str(suite), "--out", str(tmp_path / "other"), *runs, *flags]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "other").exists()

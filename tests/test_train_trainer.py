@@ -247,3 +247,42 @@ def test_att_cos_golden_and_macro_average():
     assert scores["att_cos"] == pytest.approx((0.5 + (0.5 + 1 / math.sqrt(12)) / 2) / 2)
     assert (scores["acc"], scores["n"], scores["n_valid"]) == (100.0, 4, 3)
     assert (scores["invalid/no_aus"], scores["invalid/no_landmarks"]) == (1, 0)
+
+
+HOLD_LOCK = """
+import sys, time
+from aubench.io import FolderLock
+with FolderLock(sys.argv[1], sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_model_folder_in_use_is_refused_then_taken_over_after_a_crash(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out), "model folder"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"model folder {out} is in use by pid {holder.pid}" in err
+        assert sorted(p.name for p in out.iterdir()) == [".aubench.lock"]  # nothing written
+    finally:
+        holder.kill()  # as a crash would: the kernel drops the lock
+        holder.wait()
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out)]) == 0
+    assert (out / "best.pt").is_file()
+
+
+def test_a_device_that_is_not_here_never_blames_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    fit(TINY_CONFIG.replace(epochs=1), out=out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt"}
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(out), "--device", "cpu:7"]) == 2
+    err = capsys.readouterr().err
+    assert "device 'cpu:7': there is one CPU device" in err and "corrupt" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt"} == before

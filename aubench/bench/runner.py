@@ -19,6 +19,7 @@ import json
 import platform
 import subprocess
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -47,7 +48,7 @@ from aubench.bench.results import (
 from aubench.bench.suite import Suite, SuiteError
 from aubench.explain import explain
 from aubench.faces.landmarks import MEAN_FACE
-from aubench.io import write_atomic
+from aubench.io import FolderLock, is_empty_folder, write_atomic
 from aubench.metrics import describe_column
 from aubench.models import resolve_layers
 from aubench.train import distributed
@@ -189,37 +190,53 @@ def run_suite(
     joined = distributed.active()
     name = device or suite.device
     info, target = distributed.setup(None if name == "auto" else name)
+    # one lock a shard: separate shards of a run may run at once, the same one twice may not
+    lock_name = FolderLock.NAME if shard == (0, 1) else f".aubench-shard-{shard[0]}-{shard[1]}.lock"
+    lock = FolderLock(run, "run folder", lock_name) if info.main else nullcontext()
     try:
-        if info.main:
-            prepare_run_folder(run, suite)
-        distributed.barrier()
-        cells = plan(suite)
-        started = time.perf_counter()
-        index, count = shard
-        for cell in cells[index::count]:
-            if cell_file(run, cell).is_file():
-                continue
-            t0 = time.perf_counter()
-            _evaluate_cell(suite, cell, run, runs_root, target, info, progress)
-            if info.main:  # beside the cell, so a resumed or sharded run still reports it
-                seconds = round(time.perf_counter() - t0, 2)
-                write_atomic(
-                    cell_file(run, cell).with_suffix(".json"), json.dumps(seconds).encode()
-                )
-        finished = [c for c in cells if cell_file(run, c).is_file()]
-        if info.main and len(finished) == len(cells):
-            table = pd.concat(
-                [pd.read_parquet(cell_file(run, c)) for c in cells],
-                ignore_index=True,
-            )[RESULT_COLUMNS]
-            write_results(run, table)
-            manifest = _manifest(suite, cells, run, runs_root, started, table.metric.unique())
-            write_manifest(run, manifest)
-        distributed.barrier()
+        with lock:
+            _run_cells(suite, run, runs_root, target, info, shard, progress)
     finally:
         if not joined:
             distributed.teardown()
     return run
+
+
+def _run_cells(
+    suite: Suite,
+    run: Path,
+    runs_root: Path,
+    target: torch.device,
+    info: distributed.DistInfo,
+    shard: tuple[int, int],
+    progress: bool,
+) -> None:
+    """Evaluate this shard's unfinished cells of ``suite`` into ``run`` (its lock held by rank 0);
+    rank 0 assembles the results once every cell is done."""
+    if info.main:
+        prepare_run_folder(run, suite)
+    distributed.barrier()
+    cells = plan(suite)
+    started = time.perf_counter()
+    index, count = shard
+    for cell in cells[index::count]:
+        if cell_file(run, cell).is_file():
+            continue
+        t0 = time.perf_counter()
+        _evaluate_cell(suite, cell, run, runs_root, target, info, progress)
+        if info.main:  # beside the cell, so a resumed or sharded run still reports it
+            seconds = round(time.perf_counter() - t0, 2)
+            write_atomic(cell_file(run, cell).with_suffix(".json"), json.dumps(seconds).encode())
+    finished = [c for c in cells if cell_file(run, c).is_file()]
+    if info.main and len(finished) == len(cells):
+        table = pd.concat(
+            [pd.read_parquet(cell_file(run, c)) for c in cells],
+            ignore_index=True,
+        )[RESULT_COLUMNS]
+        write_results(run, table)
+        manifest = _manifest(suite, cells, run, runs_root, started, table.metric.unique())
+        write_manifest(run, manifest)
+    distributed.barrier()
 
 
 def _evaluate_cell(
@@ -290,7 +307,7 @@ def prepare_run_folder(run: Path, suite: Suite) -> None:
                 f"{run} holds a run of another suite (see {stored}); choose another --out"
             )
         return
-    if run.is_dir() and any(run.iterdir()):
+    if run.is_dir() and not is_empty_folder(run):
         raise FileExistsError(f"{run} is not empty and holds no aubench suite run")
     write_atomic(stored, text.encode())
     write_atomic(run / "suite.yaml", yaml.safe_dump(suite.dump()).encode())

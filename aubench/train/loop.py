@@ -20,6 +20,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,18 @@ import torch
 from tqdm.auto import tqdm
 
 from aubench.data.transforms import sample_seed
-from aubench.io import write_atomic
+from aubench.io import FolderLock, write_atomic
 from aubench.train import distributed
 from aubench.train.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from aubench.train.config import TrainConfig
 from aubench.train.data import load_data, make_loader
 from aubench.train.distributed import DistInfo, ShardSampler
-from aubench.train.run_folder import TensorBoardLog, prepare_run_dir, write_metrics
+from aubench.train.run_folder import (
+    TensorBoardLog,
+    check_run_dir,
+    prepare_run_dir,
+    write_metrics,
+)
 from aubench.train.schedule import learning_rate
 from aubench.train.step import Trainer
 
@@ -76,7 +82,10 @@ def fit(
         torch.use_deterministic_algorithms(True)
     try:
         run = _Run(config, info, target, out, runs_root, workers, progress, tensorboard)
-        return run.run(save_every, stop_after_steps)
+        try:
+            return run.run(save_every, stop_after_steps)
+        finally:
+            run.release()
     finally:
         torch.use_deterministic_algorithms(deterministic)
         if not joined:
@@ -102,7 +111,6 @@ class _Run:
         # everything is validated before the run folder is touched
         self.data = load_data(config)
         self.trainer = Trainer(config, self.data.num_classes, device, info)
-        self.resume = prepare_run_dir(config, self.out)
         self.workers, self.progress = workers, progress and info.main
         self.tensorboard = tensorboard
         pin = device.type == "cuda"
@@ -134,6 +142,20 @@ class _Run:
                 f"batch_size {config.batch_size} exceeds the {len(self.sampler)} training samples "
                 f"per rank; lower --batch-size"
             )
+        # the model folder is locked (rank 0) only once every input, the folder included, has been
+        # checked; then checked again under the lock, and its last.pt read
+        check_run_dir(config, self.out)
+        self.lock = FolderLock(self.out, "model folder") if info.main else nullcontext()
+        self.lock.__enter__()
+        try:
+            self.resume = prepare_run_dir(config, self.out)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Release the model folder's lock (see :class:`~aubench.io.FolderLock`)."""
+        self.lock.__exit__(None, None, None)
 
     # --- checkpoint state ------------------------------------------------------------------
 

@@ -16,18 +16,31 @@ import io
 import math
 from pathlib import Path
 
-from aubench.io import write_atomic
+from aubench.io import is_empty_folder, write_atomic
 from aubench.train.checkpoint import CheckpointError, load_checkpoint
 from aubench.train.config import TrainConfig
 
 
 def prepare_run_dir(config: TrainConfig, out: Path) -> dict | None:
-    """Check ``out`` for this config; return the ``last.pt`` state to resume from, or None.
+    """Check ``out`` for this config (:func:`check_run_dir`); return the ``last.pt`` state to
+    resume from, or None. A corrupt ``last.pt`` raises :class:`CheckpointError`. Nothing is
+    written here."""
+    check_run_dir(config, out)
+    last = out / "last.pt"
+    if not last.is_file():
+        return None
+    state = load_checkpoint(last)
+    if state.get("config_hash") != config.hash():
+        raise CheckpointError(
+            f"{last} belongs to config {state.get('config_hash')}, not {config.hash()}"
+        )
+    return state
 
-    A folder with a ``config.yaml`` of another hash is refused (``FileExistsError`` naming both
-    hashes); a non-empty folder that is not a run is refused; a corrupt ``last.pt`` raises
-    :class:`CheckpointError`. Nothing is written here.
-    """
+
+def check_run_dir(config: TrainConfig, out: Path) -> None:
+    """Refuse ``out`` unless it is absent, empty or a run of this config: a folder with a
+    ``config.yaml`` of another hash (``FileExistsError`` naming both hashes), a non-empty folder
+    that is not a run, a file. Reads only ``config.yaml``."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"run folder {out} exists and is not a directory")
     stored_path = out / "config.yaml"
@@ -38,17 +51,8 @@ def prepare_run_dir(config: TrainConfig, out: Path) -> dict | None:
                 f"{out} holds a run of config {stored.hash()}, not this config {config.hash()}; "
                 "use another --out (or the default, named after the hash) or delete the folder"
             )
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and not is_empty_folder(out):
         raise FileExistsError(f"{out} is not empty and holds no aubench run (no config.yaml)")
-    last = out / "last.pt"
-    if not last.is_file():
-        return None
-    state = load_checkpoint(last)
-    if state.get("config_hash") != config.hash():
-        raise CheckpointError(
-            f"{last} belongs to config {state.get('config_hash')}, not {config.hash()}"
-        )
-    return state
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
