@@ -9,6 +9,8 @@ white dots, so a test can find where a point went after crops and resizes.
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -35,6 +37,39 @@ def write_corrupt(path: Path) -> Path:
     """A file with an image name whose content is not an image (a truncated JPEG header)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00 truncated")
+    return path
+
+
+def write_truncated(path: Path, pixels: np.ndarray) -> Path:
+    """A real image file (format from the extension) cut to half its bytes, as an interrupted
+    copy leaves it: its header is intact, its data ends early."""
+    data = write_image(path, pixels).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under ``root``: relative path → (size, mtime_ns, SHA-256), to show that
+    opening or reading a dataset changed nothing on disk."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            info = path.stat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[str(path.relative_to(root))] = (info.st_size, info.st_mtime_ns, digest)
+    return out
+
+
+def write_paper_landmarks(path: Path, ids, points: np.ndarray) -> Path:
+    """A ``landmarks.txt`` as the reference paper's pipeline writes it: ``<id>,x1..x68,y1..y68``
+    with Python's ``str(float)`` numbers, ``inf`` for a failed face, no header."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for name, face in zip(ids, np.asarray(points, dtype=np.float64), strict=True):
+        values = [*face[:, 0].tolist(), *face[:, 1].tolist()]
+        lines.append(f"{name}," + ",".join(str(v) for v in values))
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -74,9 +109,15 @@ RAF_ROWS = [  # (name, RAF label) — every RAF label appears in train
 ]
 
 
-def make_rafdb(root: Path, *, label_file: str = "list_patition_label.txt") -> Path:
+def make_rafdb(
+    root: Path,
+    *,
+    label_file: str = "list_patition_label.txt",
+    dot: tuple[float, float] | None = None,
+) -> Path:
     """RAF-DB/basic with the label file (mixed tab/space separators, a blank line, malformed
-    rows), aligned 100×100 images, original images and bounding boxes. Returns ``root``."""
+    rows), aligned 100×100 images, original images (160 wide, 120 + 4k high; a white dot at
+    ``dot`` when given) and bounding boxes ``20+k 30 80+k 70``. Returns ``root``."""
     basic = root / "basic"
     separators = [" ", "\t", "  "]
     lines = [f"{n}{separators[k % 3]}{label}" for k, (n, label) in enumerate(RAF_ROWS)]
@@ -87,10 +128,40 @@ def make_rafdb(root: Path, *, label_file: str = "list_patition_label.txt") -> Pa
         stem = name.removesuffix(".jpg")
         write_image(basic / "Image" / "aligned" / f"{stem}_aligned.jpg", image(100, 100, value=k))
         height, width = 120 + 4 * k, 160
-        write_image(basic / "Image" / "original" / name, image(height, width, value=k))
+        dots = [dot] if dot is not None else []
+        write_image(basic / "Image" / "original" / name, image(height, width, dots, value=k))
         box = basic / "Annotation" / "boundingbox" / f"{stem}_boundingbox.txt"
         box.parent.mkdir(parents=True, exist_ok=True)
         box.write_text(f"{20.0 + k:.2f}\t{30.0:.2f}\t{80.0 + k:.2f}\t{70.0:.2f}\n")
+    return root
+
+
+def paper_crop(box: tuple[float, ...], width: int, height: int) -> tuple[int, int, int, int]:
+    """The reference code's crop of one RAF-DB box (``raf_db.py``, alignment off), written out
+    here from its description: ``(left, upper, right, lower)`` for PIL."""
+    x0, y0, x1, y1 = (int(max(float(v), 0)) for v in box)
+    half_w, half_h = int((x1 - x0) * 0.3 / 2.0), int((y1 - y0) * 0.3 / 2.0)
+    left, upper, right, lower = y0, x0, y1, x1
+    return (
+        max(0, left - half_h),
+        max(0, upper - half_w),
+        min(right + half_h, height - 1),
+        min(lower + half_w, width - 1),
+    )
+
+
+def make_rafdb_tall(root: Path, boxes: dict[str, tuple[float, float, float, float]]) -> Path:
+    """RAF-DB/basic with original images only, 60 wide and 200 high, one per ``boxes`` entry
+    (name → the four numbers written to its box file, in that order). Returns ``root``."""
+    basic = root / "basic"
+    (basic / "EmoLabel").mkdir(parents=True)
+    labels = [f"{name} {1 + k % 7}" for k, name in enumerate(boxes)]
+    (basic / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(labels) + "\n")
+    for k, (name, numbers) in enumerate(boxes.items()):
+        write_image(basic / "Image" / "original" / name, image(200, 60, value=20 + k))
+        box = basic / "Annotation" / "boundingbox" / f"{name[:-4]}_boundingbox.txt"
+        box.parent.mkdir(parents=True, exist_ok=True)
+        box.write_text(" ".join(f"{v:.2f}" for v in numbers) + "\n")
     return root
 
 
@@ -108,9 +179,10 @@ def affectnet_row(path: str, box, points: np.ndarray | None, expression) -> str:
     return f"{path},{x},{y},{w},{h},{landmarks},{expression},0.5,-0.25"
 
 
-def make_affectnet_csv(root: Path) -> dict:
-    """The CSV release: training.csv (header) and validation.csv (no header), images with a dot
-    at landmark 30 (nose tip). Returns the rows' boxes and landmarks by path."""
+def make_affectnet_csv(root: Path, images: str = "Manually_Annotated_Images") -> dict:
+    """The CSV release: training.csv (header) and validation.csv (no header), images (under
+    ``images``) with a dot at landmark 30 (nose tip). Returns the rows' boxes and landmarks by
+    path."""
     lists = root / "Manually_Annotated_file_lists"
     lists.mkdir(parents=True)
     truth = {}
@@ -119,19 +191,19 @@ def make_affectnet_csv(root: Path) -> dict:
         rel = f"{100 + k}/img{k}.jpg"
         box = (30 + k, 20, 90, 90)
         points = face_points(box[0] + 4, box[1] + 4, 80)
-        write_image(root / "Manually_Annotated_Images" / rel, image(160, 200, [points[30]]))
+        write_image(root / images / rel, image(160, 200, [points[30]]))
         truth[rel] = (box, points, expression)
         train.append(affectnet_row(rel, box, points, expression))
     train.append("999/short.jpg,1,2,3")  # too few fields: malformed
     train.append(affectnet_row("998/zero.jpg", (5, 5, 0, 40), None, 1))  # non-positive width
     train.append(affectnet_row("997/badlm.jpg", (5, 5, 40, 40), np.zeros((67, 2)), 2))
-    write_image(root / "Manually_Annotated_Images" / "997/badlm.jpg", image(60, 60))
+    write_image(root / images / "997/badlm.jpg", image(60, 60))
     train.append(affectnet_row("996/missing.jpg", (5, 5, 40, 40), face_points(5, 5, 40), 3))
     for k, expression in enumerate([6, 0, 9]):
         rel = f"200/val{k}.jpg"
         box = (10, 10, 50, 50)
         points = face_points(12, 12, 46)
-        write_image(root / "Manually_Annotated_Images" / rel, image(80, 80))
+        write_image(root / images / rel, image(80, 80))
         truth[rel] = (box, points, expression)
         test.append(affectnet_row(rel, box, points, expression))
     (lists / "training.csv").write_text("\n".join(train) + "\n")

@@ -9,7 +9,7 @@ from aubench.data.fer2013 import (
 )
 from aubench.data.parsing import MALFORMED
 from aubench.data.registry import open_dataset
-from aubench.data.table import DatasetFormatError, SkippedRowsWarning
+from aubench.data.table import DatasetFormatError, EmptySplitError, SkippedRowsWarning
 from aubench.faces.codebook import EXPRESSIONS, Expression
 from tests.dataset_trees import FER_ROWS, fer_pixels, make_fer2013, make_ferplus
 from tests.dataset_trees import FERPLUS_VOTES as VOTES
@@ -68,7 +68,12 @@ def test_fer2013_train_csv_without_usage_is_all_train(tmp_path):
     rows = ["emotion,pixels"] + [f"{k % 7},{' '.join(['7'] * 2304)}" for k in range(5)]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     assert len(open_dataset(f"fer2013:{tmp_path}", "train", val_fraction=0.2)) == 4
-    assert len(open_dataset(f"fer2013:{tmp_path}/train.csv", "test")) == 0
+    with pytest.raises(
+        EmptySplitError,
+        match=rf"fer2013 \({tmp_path}/train.csv\): split 'test' has no rows; rows listed per "
+        r"split: train 4, val 1, test 0",
+    ):
+        open_dataset(f"fer2013:{tmp_path}/train.csv", "test", val_fraction=0.2)
 
 
 def test_fer2013_errors(tmp_path):
@@ -119,8 +124,10 @@ def test_ferplus_labels_exclusions_and_pixels(tmp_path):
         "not a face (empty Image name)": 1,
     }
     np.testing.assert_allclose(val[0]["image"][1].numpy() * 255, fer_pixels(5), atol=1e-4)
-    seven = open_dataset(f"ferplus:{tmp_path}", "val", num_classes=7)
-    assert len(seven) == 0 and seven.excluded["contempt (7-class protocol)"] == 1
+    with pytest.raises(
+        EmptySplitError, match=r"split 'val' has no rows \(excluded by the protocol: .*contempt"
+    ):
+        open_dataset(f"ferplus:{tmp_path}", "val", num_classes=7)
 
 
 def test_ferplus_malformed_vote_rows_and_missing_files(tmp_path):

@@ -10,7 +10,12 @@ from aubench.data.batch import HeatmapCollate
 from aubench.data.folder import LANDMARK_COLUMNS
 from aubench.data.registry import open_dataset
 from aubench.data.synthetic import SyntheticFaces, export_synthetic
-from aubench.data.table import DatasetFormatError, ImageReadError, SkippedRowsWarning
+from aubench.data.table import (
+    DatasetFormatError,
+    EmptySplitError,
+    ImageReadError,
+    SkippedRowsWarning,
+)
 from aubench.faces.landmarks import rescale_landmarks
 from tests.dataset_trees import face_points, image, write_corrupt, write_image
 
@@ -109,7 +114,12 @@ def test_split_column_and_split_subfolders(tmp_path, export):
     train = open_dataset(f"folder:{tmp_path}", "train")
     assert len(train) == 6 and train[0]["id"] == "train/images/synthetic-train-000000.png"
     assert len(open_dataset(f"folder:{tmp_path}", "val")) == 3
-    assert len(open_dataset(f"folder:{tmp_path}", "test")) == 0
+    with pytest.raises(
+        EmptySplitError,
+        match=rf"folder \({tmp_path}\): split 'test' has no rows; rows listed per split: "
+        r"train 6, val 3, test 0$",
+    ):
+        open_dataset(f"folder:{tmp_path}", "test")
 
 
 def test_landmark_cells_empty_or_infinite_mean_unknown(tmp_path):
@@ -178,7 +188,7 @@ def test_duplicate_images_and_bad_paths(tmp_path):
     )
     with pytest.raises(
         DatasetFormatError,
-        match=r"'a.png' is listed more than once \(.*labels.csv:2, .*labels.csv:4\)",
+        match=r"'a.png' is listed more than once \(\S*labels.csv:2 'a.png', \S*labels.csv:4 'a",
     ):
         open_dataset(f"folder:{tmp_path}", "all")
     with pytest.raises(DatasetFormatError, match=f"{tmp_path}/none does not exist: expected a CSV"):

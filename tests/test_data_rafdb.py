@@ -5,7 +5,7 @@ import pytest
 from aubench.data.parsing import MALFORMED
 from aubench.data.rafdb import RAF_TO_CANONICAL
 from aubench.data.registry import open_dataset
-from aubench.data.table import DatasetFormatError, SkippedRowsWarning
+from aubench.data.table import DatasetFormatError, EmptySplitError, SkippedRowsWarning
 from aubench.faces.codebook import Expression
 from tests.dataset_trees import RAF_ROWS, make_rafdb
 
@@ -96,19 +96,15 @@ def test_missing_box_and_image_files_are_counted(tmp_path):
     (tmp_path / "basic/Annotation/boundingbox/test_0001_boundingbox.txt").unlink()
     (tmp_path / "basic/Annotation/boundingbox/test_0003_boundingbox.txt").write_text("1 2 3\n")
     (tmp_path / "basic/Image/original/test_0002.jpg").unlink()
-    with pytest.warns(SkippedRowsWarning, match="missing face box file: 1"):
-        data = open_dataset(f"rafdb:{tmp_path}/basic?images=original", "test")
-    assert len(data) == 0
-    assert data.skipped == {
-        MALFORMED: 1,
-        BAD_ROW: 2,
-        "missing face box file": 1,
-        "malformed face box": 1,
-        "missing image file": 1,
-    }
-    assert data.table.skipped.examples["missing image file"] == [
-        f"{tmp_path}/basic/Image/original/test_0002.jpg"
-    ]
+    with pytest.raises(EmptySplitError) as caught:  # every test row is gone: said at open
+        open_dataset(f"rafdb:{tmp_path}/basic?images=original", "test")
+    message = str(caught.value)
+    assert message.startswith(f"rafdb ({tmp_path}/basic): split 'test' has no rows (skipped: ")
+    for reason in (f"{MALFORMED}: 1", f"{BAD_ROW}: 2", "missing face box file: 1"):
+        assert reason in message
+    assert "malformed face box: 1" in message
+    assert f"missing image file: 1 (e.g. {tmp_path}/basic/Image/original/test_0002.jpg)" in message
+    assert message.endswith("rows listed per split: train 9, val 1, test 1")
 
 
 def test_layout_errors_name_the_path(tmp_path):
@@ -124,5 +120,5 @@ def test_layout_errors_name_the_path(tmp_path):
         (tmp_path / "copy/basic/Image" / folder).rmdir()
     with pytest.raises(DatasetFormatError, match=r"unzip Image/aligned\.zip"):
         open_dataset(f"rafdb:{tmp_path}/copy", "train")
-    with pytest.raises(ValueError, match="'aligned' or 'original'"):
+    with pytest.raises(ValueError, match="must be one of aligned, original, paper, got 'cropped'"):
         open_dataset(f"rafdb:{tmp_path}/copy?images=cropped", "train")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aubench.data.landmarks_txt import read_landmarks_txt, write_landmarks_txt
+from aubench.data.landmarks_txt import REPEATED, read_landmarks_txt, write_landmarks_txt
 from aubench.data.registry import DATASETS, open_dataset, parse_data_spec
 from aubench.data.synthetic import SyntheticFaces, export_synthetic
 from aubench.data.table import DatasetFormatError, SkipReport
@@ -56,7 +56,8 @@ def test_bad_specs(spec, message):
 
 def test_option_and_path_errors(tmp_path):
     with pytest.raises(
-        ValueError, match=r"unknown option\(s\) \['image'\] for rafdb \(accepted: images\)"
+        ValueError,
+        match=r"unknown option\(s\) \['image'\] for rafdb \(accepted: images, box_order\)",
     ):
         open_dataset(f"rafdb:{tmp_path}?image=original", "train")
     with pytest.raises(ValueError, match="rafdb needs a path: --data rafdb:/path/to/rafdb"):
@@ -159,8 +160,14 @@ def test_landmarks_txt_header_malformed_rows_and_duplicates(tmp_path):
     }
     assert report.examples["malformed row (not a number)"] == [f"{tmp_path}/l.txt:4"]
     (tmp_path / "dup.txt").write_text(f"a,{values}\nb,{values}\na,{values}\n")
+    report = SkipReport()
+    ids, read = read_landmarks_txt(tmp_path / "dup.txt", report)  # the same face again: once
+    assert ids.to_pylist() == ["a", "b"] and report.counts == {REPEATED: 1}
+    assert report.examples[REPEATED] == [f"{tmp_path}/dup.txt:3 (first on line 1)"]
+    (tmp_path / "dup.txt").write_text(f"a,{values}\nb,{values}\na,{values[:-3]}2.5\n")
     with pytest.raises(
-        DatasetFormatError, match=r"duplicated ids \('a' on line 1, 'a' on line 3\)"
+        DatasetFormatError,
+        match=rf"id 'a' has two different rows \({tmp_path}/dup.txt:1 and {tmp_path}/dup.txt:3\)",
     ):
         read_landmarks_txt(tmp_path / "dup.txt")
     with pytest.raises(FileNotFoundError, match="landmarks file not found"):

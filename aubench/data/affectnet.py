@@ -5,14 +5,16 @@
     Manually_Annotated_file_lists/training.csv     # train (val is carved from it)
     Manually_Annotated_file_lists/validation.csv   # 500 per class: the test split, as in papers
     Manually_Annotated_Images/<subDirectory_filePath>
-    # (or Manually_Annotated/Manually_Annotated_Images/<subDirectory_filePath>)
+    # or Manually_Annotated_compressed/Manually_Annotated_Images/ (the archive's own folder),
+    # or Manually_Annotated/Manually_Annotated_Images/
 
 Columns ``subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks,
 expression, valence, arousal``; the header line is optional (some copies ship ``validation.csv``
-without it). Each image is cropped to its face box (top-left ``face_x, face_y``, size
-``face_width × face_height``, squared about its centre). ``facial_landmarks`` holds 136
-``;``-separated numbers ``x0;y0;x1;y1;…`` in full-image pixels; they are moved into the crop.
-Item ids: ``subDirectory_filePath``.
+without it). A ``subDirectory_filePath`` that leaves the image folder (absolute, or climbing out
+with ``..``) is an error naming ``file:line``. Each image is cropped to its face box (top-left
+``face_x, face_y``, size ``face_width × face_height``, squared about its centre).
+``facial_landmarks`` holds 136 ``;``-separated numbers ``x0;y0;x1;y1;…`` in full-image pixels;
+they are moved into the crop. Item ids: ``subDirectory_filePath``.
 
 **npy release** (``release=npy``)::
 
@@ -20,7 +22,9 @@ Item ids: ``subDirectory_filePath``.
     val_set/images/<n>.jpg     val_set/annotations/<n>_exp.npy, <n>_lnd.npy     # the test split
 
 224×224 face crops; ``_exp.npy`` holds the expression id (stored as a number or as text, both
-read), ``_lnd.npy`` 136 interleaved x, y values in crop pixels. Item ids: ``train_set/<n>``.
+read), ``_lnd.npy`` 136 interleaved x, y values in crop pixels. Item ids: ``train_set/<n>``; a
+``landmarks.txt`` keyed by image path (``train_set/images/<n>.jpg``, as the reference paper writes
+them) matches too, though train and val stems collide.
 
 =====  ===========  ============
  id    AffectNet    canonical id
@@ -61,6 +65,7 @@ from aubench.data.table import (
     ImageFiles,
     SkipReport,
     canonical_labels,
+    leaves_root,
     require_dir,
 )
 from aubench.faces.codebook import NUM_CLASSES_7, NUM_CLASSES_8
@@ -84,7 +89,11 @@ CSV_COLUMNS: tuple[str, ...] = (
 CSV_FILES = {"training.csv": TRAIN, "validation.csv": TEST}
 NPY_SETS = {"train_set": TRAIN, "val_set": TEST}
 _LISTS = "Manually_Annotated_file_lists"
-_IMAGE_DIRS = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images")
+_IMAGE_DIRS = (
+    "Manually_Annotated_Images",
+    "Manually_Annotated_compressed/Manually_Annotated_Images",
+    "Manually_Annotated/Manually_Annotated_Images",
+)
 _EXPECTED = f"AffectNet with {_LISTS}/ (CSV release) or train_set/ and val_set/ (npy release)"
 
 
@@ -142,7 +151,8 @@ def _read_csv_release(root: Path) -> FaceTable:
     image_root = next((root / d for d in _IMAGE_DIRS if (root / d).is_dir()), None)
     if image_root is None:
         raise DatasetFormatError(
-            f"affectnet: no image folder {' or '.join(str(root / d) for d in _IMAGE_DIRS)}"
+            f"affectnet: no image folder under {root}: expected one of {', '.join(_IMAGE_DIRS)} "
+            "(unzip Manually_Annotated_compressed.zip there)"
         )
     skipped, excluded = SkipReport(), SkipReport()
     parts: dict[str, list] = {k: [] for k in ("ids", "paths", "labels", "splits", "landmarks")}
@@ -183,6 +193,14 @@ def _csv_batch(batch, lines, path, split, parts, skipped, excluded) -> None:
     keep = ~bad & ~box_bad
     keep[keep] = _keep_expressions(raw[keep], excluded)
     rows = np.flatnonzero(keep)
+    paths = column(0).take(pa.array(rows))
+    outside = leaves_root(paths)
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise DatasetFormatError(
+            f"{path}:{lines[rows][k]}: subDirectory_filePath {paths[k].as_py()!r} leaves the image "
+            "folder"
+        )
     coords, lm_bad = split_numbers(
         column(CSV_COLUMNS.index("facial_landmarks")).take(pa.array(rows)), ";", 2 * NUM_LANDMARKS
     )
@@ -193,7 +211,6 @@ def _csv_batch(batch, lines, path, split, parts, skipped, excluded) -> None:
     )
     squared = square_boxes(np.column_stack([box[rows, :2], box[rows, :2] + box[rows, 2:]]))
     landmarks = coords.reshape(-1, NUM_LANDMARKS, 2) - squared[:, None, :2].astype(np.float32)
-    paths = column(0).take(pa.array(rows))
     parts["ids"].append(paths)
     parts["paths"].append(paths)
     parts["labels"].append(canonical_labels(raw[rows], AFFECTNET_TO_CANONICAL))

@@ -22,12 +22,28 @@ Row policy, the same for every loader:
   :class:`~aubench.data.table.SkippedRowsWarning` with example ``file:line`` locations (the
   ``folder`` dataset, whose CSV users write themselves, raises instead);
 - rows whose image file is missing are skipped and counted the same way (checked for the requested
-  split only); an image that exists but cannot be decoded raises
-  :class:`~aubench.data.table.ImageReadError` naming the file when read, and once
-  ``aubench landmarks`` has recorded it as unreadable in the landmark cache, datasets that read
-  landmarks from that cache skip it (counted);
-- rows left out by a protocol (AffectNet ids 8–10, contempt under ``num_classes=7``) are counted
-  in :attr:`FaceDataset.excluded` without a warning.
+  split only, one ``stat`` per file);
+- a row whose image path leaves the dataset folder (absolute, or climbing out with ``..``) is an
+  error naming ``file:line`` and the path;
+- a split with no rows left is an :class:`~aubench.data.table.EmptySplitError` at open, naming the
+  dataset, the split, why it is empty and how many rows the splits have.
+
+Corrupt images, one policy for training, evaluation and landmark detection: an image file that
+exists but cannot be decoded (truncated, corrupt, not an image) is found when it is read — telling
+it at open would mean decoding every image — and reading it raises
+:class:`~aubench.data.table.ImageReadError`, one line naming the file and the fix (replace the
+file, or delete it so that its row is skipped as a missing image). Nothing is dropped silently, so
+a run's counts never change behind its back. ``aubench landmarks`` reads every image and records
+such files as ``unreadable_image`` in the landmark cache; datasets that take their landmarks from
+that cache then skip them, counted as ``unreadable image (landmark cache)``.
+
+Rows left out by a protocol (AffectNet ids 8–10, contempt under ``num_classes=7``) are counted in
+:attr:`FaceDataset.excluded` without a warning.
+
+:attr:`FaceDataset.content_fingerprint` identifies the split's content (labels, ids, landmarks,
+each image file's size, modification time and inode; see
+:attr:`aubench.data.table.FaceTable.content_fingerprint`), e.g. to key a trained model;
+:attr:`FaceDataset.fingerprint` only where the images come from (it keys the landmark cache).
 """
 
 from __future__ import annotations
@@ -48,12 +64,13 @@ from aubench.data.table import (
     TEST,
     TRAIN,
     VAL,
+    EmptySplitError,
     FaceTable,
     SkippedRowsWarning,
 )
 from aubench.faces.codebook import NUM_CLASSES_7, NUM_CLASSES_8
 from aubench.faces.landmarks import NUM_LANDMARKS
-from aubench.landmarks.align import crop_box, resize_face
+from aubench.landmarks.align import resize_face
 
 _SPLIT_CODES = {"train": TRAIN, "val": VAL, "test": TEST}
 
@@ -153,10 +170,13 @@ class FaceDataset(Dataset):
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
             raise ValueError(f"size must be an int ≥ 8, got {size!r}")
         self.num_classes = _protocol_classes(table, num_classes)
-        table = _apply_protocol(table, self.num_classes)
-        table = select_split(table, split, val_fraction, seed)
+        every = _apply_protocol(table, self.num_classes)
+        table = select_split(every, split, val_fraction, seed)
         table = _drop_missing_images(table)
-        table, self.landmark_source = resolve_landmarks(table, landmarks)
+        if len(table):
+            table, self.landmark_source = resolve_landmarks(table, landmarks)
+        if not len(table):
+            raise EmptySplitError(_empty_split(every, split, val_fraction, seed))
         self.table = table
         self.split = split
         self.size = size
@@ -189,8 +209,15 @@ class FaceDataset(Dataset):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the native images; keys the landmark cache (see :class:`FaceTable`)."""
+        """Where the native images come from; keys the landmark cache (see :class:`FaceTable`)."""
         return self.table.fingerprint
+
+    @property
+    def content_fingerprint(self) -> str:
+        """16 hex digits identifying this split's content: its ids, labels, landmarks (as
+        resolved), boxes and each image file's size, mtime and inode (or the pixels); see
+        :attr:`aubench.data.table.FaceTable.content_fingerprint`. One ``stat`` per image."""
+        return self.table.content_fingerprint
 
     @property
     def skipped(self) -> dict[str, int]:
@@ -204,11 +231,7 @@ class FaceDataset(Dataset):
 
     def native_image(self, index: int) -> np.ndarray:
         """Item ``index``'s native image (H, W, 3) uint8 RGB: the file cropped to its face box."""
-        index = self._index(index)
-        image = self.table.images.read(index)
-        if self.table.boxes is not None:
-            image = crop_box(image, self.table.boxes[index])
-        return image
+        return self.table.native_image(self._index(index))
 
     def native_landmarks(self, index: int) -> np.ndarray:
         """(68, 2) float32 landmarks of the native image (NaN when unknown)."""
@@ -262,6 +285,25 @@ def _apply_protocol(table: FaceTable, num_classes: int) -> FaceTable:
         return table
     table.excluded.add("contempt (7-class protocol)", int(outside.sum()))
     return table.take(np.flatnonzero(~outside))
+
+
+def _empty_split(table: FaceTable, split: str, val_fraction: float, seed: int) -> str:
+    """Why ``split`` of ``table`` (after the protocol) is empty, and each split's listed rows."""
+    sizes = ", ".join(
+        f"{name} {len(select_split(table, name, val_fraction, seed))}" for name in SPLITS
+    )
+    why = []
+    if split == "val" and not table.has_val:
+        why.append(f"val is a val_fraction={val_fraction} carve of train")
+    if table.excluded:
+        why.append(f"excluded by the protocol: {table.excluded.summary()}")
+    if table.skipped:
+        why.append(f"skipped: {table.skipped.summary()}")
+    because = f" ({'; '.join(why)})" if why else ""
+    return (
+        f"{table.name} ({table.root}): split {split!r} has no rows{because}; rows listed per "
+        f"split: {sizes}"
+    )
 
 
 def _drop_missing_images(table: FaceTable) -> FaceTable:

@@ -11,6 +11,7 @@ it lives with the datasets because it reads them.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from aubench.data.landmarks_txt import read_landmarks_txt
+from aubench.data.table import SkippedRowsWarning, SkipReport
 from aubench.landmarks.base import NON_FINITE, NOT_IN_SOURCE, OK, Detections
 from aubench.landmarks.cache import IdIndex
 
@@ -31,7 +33,10 @@ class DatasetBackend:
             whose loader ships landmarks.
 
     Ids missing from the source get ``not_in_source``; rows whose shipped landmarks are non-finite
-    get ``non_finite``.
+    get ``non_finite``. Rows of a ``landmarks.txt`` it could not use or that repeat an id are
+    reported in one :class:`~aubench.data.table.SkippedRowsWarning`. The frame of imported
+    landmarks is checked when a dataset reads them from the cache
+    (:func:`aubench.data.landmark_source.check_frame`).
     """
 
     name = "dataset"
@@ -39,7 +44,14 @@ class DatasetBackend:
 
     def __init__(self, source: Any) -> None:
         if isinstance(source, str | os.PathLike):
-            ids, landmarks = read_landmarks_txt(source)
+            report = SkipReport()
+            ids, landmarks = read_landmarks_txt(source, report)
+            if report:
+                warnings.warn(
+                    f"{source}: skipped {sum(report.counts.values())} rows — {report.summary()}",
+                    SkippedRowsWarning,
+                    stacklevel=2,
+                )
             self.origin, by_stem = str(Path(source).resolve()), True
         else:
             table = source.table

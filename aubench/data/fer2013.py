@@ -96,8 +96,10 @@ _FER_FILES = ("fer2013.csv", "fer2013/fer2013.csv", "icml_face_data.csv", "train
 @dataclass
 class _FerRows:
     """The rows of a FER2013 CSV whose pixels parse: line number, data-row index, emotion id and
-    split (−1 where that field is bad), and the pixels (N, 48, 48)."""
+    split (−1 where that field is bad), and the pixels (N, 48, 48); ``columns``: the file's
+    column names (read from its header, else the positional defaults)."""
 
+    columns: list[str]
     lines: np.ndarray
     rows: np.ndarray
     emotion: np.ndarray
@@ -112,7 +114,7 @@ def _usage_codes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def _read_fer_csv(path: Path, skipped: SkipReport) -> _FerRows:
     first = header_fields(path)
-    header = first[0].lower() == "emotion"
+    header = any(name.lower() in ("emotion", "pixels", "usage") for name in first)
     if header:
         names = first
     elif len(first) in (2, 3):
@@ -156,7 +158,7 @@ def _read_fer_csv(path: Path, skipped: SkipReport) -> _FerRows:
         parts = {k: [np.zeros(0, np.int64)] for k in parts} | {
             "pixels": [np.zeros((0, SIDE, SIDE), np.uint8)]
         }
-    return _FerRows(**{k: np.concatenate(v) for k, v in parts.items()})
+    return _FerRows(names, **{k: np.concatenate(v) for k, v in parts.items()})
 
 
 def _find(root: Path, candidates: tuple[str, ...], what: str) -> Path:
@@ -200,8 +202,18 @@ def read_fer2013(root: Path) -> FaceTable:
     path = _find(Path(root), _FER_FILES, "fer2013")
     skipped = SkipReport()
     fer = _read_fer_csv(path, skipped)
+    if "emotion" not in fer.columns:
+        raise DatasetFormatError(
+            f"fer2013: {path} has no 'emotion' column (its header: {','.join(fer.columns)}; "
+            "expected columns emotion,pixels[,Usage]), so it holds no labels (Kaggle's test.csv "
+            "is unlabelled): use fer2013.csv, icml_face_data.csv or train.csv"
+        )
     if not len(fer.rows) or (fer.emotion < 0).all():
-        raise DatasetFormatError(f"fer2013: {path} has no usable labelled rows (test.csv has none)")
+        problems = f" ({skipped.summary()})" if skipped else ""
+        raise DatasetFormatError(
+            f"fer2013: {path} has no usable labelled rows: {len(fer.rows)} rows with 2,304 "
+            f"pixels, none with an emotion 0-6{problems}"
+        )
     bad = (fer.emotion < 0) | (fer.split < 0)
     skipped.add(
         "malformed row (emotion not 0-6 or unknown Usage)",

@@ -11,7 +11,8 @@ export).
 CSV columns (a header line is required; other columns are ignored):
 
 =============  =========================================================================
-``image``      image path relative to the CSV's folder (also the item id, relative to PATH)
+``image``      image path relative to the CSV's folder (also the item id, relative to PATH);
+               it may not leave PATH (no absolute path, no climbing out with ``..``)
 ``label``      canonical id (0 neutral, 1 happiness, 2 surprise, 3 fear, 4 anger, 5 disgust,
                6 sadness, 7 contempt) or that expression's name, any case
 ``expression`` optional; when present it must name the same expression as ``label``
@@ -24,7 +25,8 @@ Labels are already canonical, so no mapping table is needed. Without ``split`` i
 folder is *unsplit*: a fixed stratified 20% of the rows is ``test`` and ``train``/``val`` are a
 seeded stratified carve of the rest (``split="all"`` reads every row, e.g. to evaluate only).
 This CSV is the user's own, so a bad value is an error naming ``file:line``, the column and the
-value (not a skipped row); missing image files are skipped and counted like everywhere.
+value (not a skipped row), and so is an image listed twice (also as ``./a.png`` and ``a.png``: both
+lines are named); missing image files are skipped and counted like everywhere.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from aubench.data.table import (
     FaceTable,
     ImageFiles,
     SkipReport,
+    leaves_root,
+    normalized_paths,
 )
 from aubench.faces.codebook import EXPRESSIONS, NUM_CLASSES_7, NUM_CLASSES_8
 from aubench.faces.landmarks import NUM_LANDMARKS
@@ -197,6 +201,10 @@ def _parse_batch(
         fail(empty, "image", "empty image path")
     if split is not None:  # PATH/<split>/labels.csv: paths relative to PATH
         image = pc.binary_join_element_wise(path.parent.name, image, "/")
+    outside = leaves_root(image)
+    if outside.any():
+        folder = path.parent.parent if split is not None else path.parent
+        fail(outside, "image", f"the image path leaves the dataset folder {folder}")
     out["paths"] = image
     return out
 
@@ -210,13 +218,23 @@ def _parse_labels(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _check_unique(paths: pa.Array, frames: list[dict]) -> None:
-    duplicated = paths.to_pandas().duplicated(keep=False).to_numpy()
+    """An error naming both ``file:line`` of the first image listed twice (compared after
+    resolving ``.``/``..`` segments, so ``./a.png`` and ``a.png`` are one image)."""
+    keys = normalized_paths(paths).to_pandas()
+    duplicated = keys.duplicated(keep=False).to_numpy()
     if not duplicated.any():
         return
     owners = np.repeat(np.arange(len(frames)), [len(f["lines"]) for f in frames])
     lines = np.concatenate([f["lines"] for f in frames])
-    shown = [f"{frames[owners[i]]['csv']}:{lines[i]}" for i in np.flatnonzero(duplicated)[:4]]
+    first, second = np.flatnonzero((keys == keys[int(np.flatnonzero(duplicated)[0])]).to_numpy())[
+        :2
+    ]
+    shown = [
+        f"{frames[owners[i]]['csv']}:{lines[i]} {paths[int(i)].as_py()!r}" for i in (first, second)
+    ]
+    others = int(keys[duplicated].nunique()) - 1
+    more = f"; {others} more image(s) are listed twice or more" if others else ""
     raise DatasetFormatError(
-        f"image {paths[int(np.flatnonzero(duplicated)[0])].as_py()!r} is listed more than once "
-        f"({', '.join(shown)}); every image may appear once"
+        f"image {keys[int(first)]!r} is listed more than once ({', '.join(shown)}){more}; "
+        "every image may appear once"
     )

@@ -31,13 +31,23 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+#: Skip reason of a row that repeats an earlier id with the same landmarks (kept once).
+REPEATED = "repeated id with the same landmarks (kept once; e.g. split files concatenated)"
+#: Two rows of one id count as the same face when no coordinate differs by more (pixels).
+REPEAT_TOLERANCE = 0.01
+
+
 def read_landmarks_txt(
     path: str | os.PathLike, report: SkipReport | None = None
 ) -> tuple[pa.Array, np.ndarray]:
     """Read a ``landmarks.txt``: ``(ids, landmarks)`` with landmarks (N, 68, 2) float32 (x, y).
 
     Malformed rows (wrong field count, a value that is not a number) are skipped and counted in
-    ``report``; a duplicated id is a :class:`~aubench.data.table.DatasetFormatError` naming it.
+    ``report``. An id repeated with the same landmarks (within :data:`REPEAT_TOLERANCE`; both
+    failed counts as the same) is kept once and counted as :data:`REPEATED` — the reference
+    paper's split files list its test set again as ``valid/``, so concatenating them repeats
+    every test id. An id repeated with other landmarks is a
+    :class:`~aubench.data.table.DatasetFormatError` naming both ``file:line``.
     """
     path = Path(path)
     if not path.is_file():
@@ -56,15 +66,40 @@ def read_landmarks_txt(
     ids = table.column("id").combine_chunks().take(pa.array(keep))
     landmarks = coords[keep].reshape(-1, 2, NUM_LANDMARKS).transpose(0, 2, 1).astype(np.float32)
     landmarks[~np.isfinite(landmarks).all(axis=(1, 2))] = np.nan
-    duplicated = ids.to_pandas().duplicated(keep=False).to_numpy()
-    if duplicated.any():
-        kept_lines = lines[keep]
-        where = ", ".join(
-            f"{ids[int(i)].as_py()!r} on line {kept_lines[i]}"
-            for i in np.flatnonzero(duplicated)[:4]
+    return _drop_repeats(path, ids, landmarks, lines[keep], report)
+
+
+def _drop_repeats(
+    path: Path, ids: pa.Array, landmarks: np.ndarray, lines: np.ndarray, report: SkipReport
+) -> tuple[pa.Array, np.ndarray]:
+    """Keep the first row of each id; later rows must repeat its landmarks (else an error)."""
+    keys = ids.to_pandas()
+    later = keys.duplicated(keep="first").to_numpy()
+    if not later.any():
+        return ids, landmarks
+    first_row = pd.Index(keys[~later]).get_indexer(keys[later])
+    first_row = np.flatnonzero(~later)[first_row]
+    a, b = landmarks[first_row], landmarks[later]
+    same = (np.isnan(a).all(axis=(1, 2)) & np.isnan(b).all(axis=(1, 2))) | (
+        np.abs(a - b) <= REPEAT_TOLERANCE
+    ).all(axis=(1, 2))
+    if not same.all():
+        k = int(np.flatnonzero(~same)[0])
+        row, earlier = np.flatnonzero(later)[k], first_row[k]
+        raise DatasetFormatError(
+            f"{path}: id {keys[row]!r} has two different rows ({path}:{lines[earlier]} and "
+            f"{path}:{lines[row]}); each face may appear once"
         )
-        raise DatasetFormatError(f"{path}: duplicated ids ({where})")
-    return ids, landmarks
+    report.add(
+        REPEATED,
+        int(later.sum()),
+        (
+            f"{path}:{lines[r]} (first on line {lines[f]})"
+            for r, f in zip(np.flatnonzero(later), first_row, strict=True)
+        ),
+    )
+    keep = pa.array(np.flatnonzero(~later))
+    return ids.take(keep), landmarks[~later]
 
 
 def write_landmarks_txt(path: str | os.PathLike, ids, landmarks: np.ndarray) -> Path:

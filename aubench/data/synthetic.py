@@ -9,6 +9,7 @@ indices holds each class once.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -117,6 +118,30 @@ class SyntheticFaces(Dataset):
     def labels(self) -> list[int]:
         """Every item's label, without rendering (for samplers and class counts)."""
         return [label_of(self.seed, self.split, i, self.config.num_classes) for i in range(self.n)]
+
+    @property
+    def content_fingerprint(self) -> str:
+        """16 hex digits of SHA-256 identifying these faces: the settings that fix them (n, size,
+        split, seed, classes, each class's AUs, shortcut and its mode), every label, and the
+        pixels and landmarks of the first and the last face (rendered, so a change of the
+        renderer changes it too). The counterpart of
+        :attr:`aubench.data.base.FaceDataset.content_fingerprint`."""
+        settings = {
+            "n": self.n,
+            "size": self.size,
+            "split": self.split,
+            "seed": self.seed,
+            "num_classes": self.config.num_classes,
+            "class_aus": self.config.class_aus,
+            "shortcut": self.config.shortcut,
+            "shortcut_mode": self.config.shortcut_mode,
+        }
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+        digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
+        for index in sorted({0, self.n - 1}):
+            face = self.render(index)
+            digest.update(face.image.tobytes() + face.landmarks.tobytes())
+        return digest.hexdigest()[:16]
 
     def _index(self, index: int) -> int:
         if isinstance(index, bool) or not isinstance(index, int | np.integer):

@@ -6,7 +6,8 @@ arrays, labels and split codes as NumPy arrays, landmarks as one float32 (N, 68,
 :class:`aubench.data.base.FaceDataset` turns into the Sample contract of DESIGN.md. Nothing holds
 one Python object per image, so a 300k-image AffectNet costs about 200 MB (landmarks: 163 MB).
 Rows a loader cannot use are counted in a :class:`SkipReport` (the row policy:
-:mod:`aubench.data.base`).
+:mod:`aubench.data.base`). :attr:`FaceTable.content_fingerprint` hashes what the rows hold (see
+there for exactly what it covers).
 
 Imports nothing else of :mod:`aubench.data`, so the text parsers, the ``landmarks.txt`` reader and
 the landmark source can all use these types.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,9 +28,11 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from aubench.faces.landmarks import NUM_LANDMARKS
+from aubench.landmarks.align import crop_box
 
 #: Split names; ``all`` (every row of every split) is also accepted where noted.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -42,8 +46,15 @@ class DatasetFormatError(ValueError):
     """A dataset folder or label file is not laid out as its format prescribes."""
 
 
-class ImageReadError(OSError):
-    """An image file exists but cannot be decoded (truncated, corrupt or not an image)."""
+class EmptySplitError(DatasetFormatError):
+    """The split asked for has no rows (the message says how many the other splits have)."""
+
+
+class ImageReadError(DatasetFormatError, OSError):
+    """An image file exists but cannot be decoded (truncated, corrupt or not an image).
+
+    A :class:`DatasetFormatError` (the command line prints it as one line and exits 2) and an
+    :class:`OSError` (what the landmark cache catches to record the image as unreadable)."""
 
 
 class SkippedRowsWarning(UserWarning):
@@ -82,7 +93,8 @@ class SkipReport:
 
 
 class ImageSource(Protocol):
-    """Where a table's images come from: ``read(i)`` gives (H, W, 3) uint8 RGB."""
+    """Where a table's images come from: ``read(i)`` gives (H, W, 3) uint8 RGB;
+    ``content_digest()`` a SHA-256 digest of what identifies the images' content cheaply."""
 
     def __len__(self) -> int: ...
 
@@ -92,7 +104,16 @@ class ImageSource(Protocol):
 
     def missing(self) -> np.ndarray: ...
 
+    def content_digest(self) -> bytes: ...
+
     def take(self, rows: np.ndarray) -> ImageSource: ...
+
+
+#: What to do about an image file that cannot be decoded (the end of every such error).
+CORRUPT_IMAGE_FIX = (
+    "replace it with a good copy, or delete it: a deleted image's row is skipped and counted "
+    "as a missing image file when the dataset is opened"
+)
 
 
 class ImageFiles:
@@ -112,12 +133,21 @@ class ImageFiles:
         return str(self.path(index))
 
     def read(self, index: int) -> np.ndarray:
+        """Decode file ``index`` (from memory: unlike ``cv2.imread``, a truncated JPEG is an
+        error, not an image padded with grey)."""
         path = self.path(index)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file not found: {path}") from None
+        except OSError as err:
+            raise ImageReadError(f"cannot read image file {path} ({err.strerror})") from None
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if image is None:
-            if not path.is_file():
-                raise FileNotFoundError(f"image file not found: {path}")
-            raise ImageReadError(f"cannot decode image file {path} (corrupt or not an image)")
+            raise ImageReadError(
+                f"cannot decode image file {path} (truncated, corrupt or not an image): "
+                f"{CORRUPT_IMAGE_FIX}"
+            )
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def missing(self) -> np.ndarray:
@@ -133,6 +163,25 @@ class ImageFiles:
             bar.update(len(names))
         bar.close()
         return out
+
+    def content_digest(self) -> bytes:
+        """SHA-256 over every relative path and its file's size, ``st_mtime_ns`` and inode (one
+        ``stat`` per file; −1 for a file that is gone): rewriting, touching or replacing a file
+        changes it, reading does not."""
+        root, n, step = str(self.root), len(self.paths), 8192
+        digest = hashlib.sha256()
+        stats = np.full((n, 3), -1, dtype=np.int64)
+        for start in range(0, n, step):
+            names = self.paths.slice(start, step).to_pylist()
+            for k, name in enumerate(names, start):
+                try:
+                    info = os.stat(f"{root}/{name}")
+                except OSError:
+                    continue
+                stats[k] = (info.st_size, info.st_mtime_ns, info.st_ino)
+            digest.update("\0".join(names).encode() + b"\0")
+        digest.update(stats.tobytes())
+        return digest.digest()
 
     def take(self, rows: np.ndarray) -> ImageFiles:
         return ImageFiles(self.root, self.paths.take(pa.array(rows, pa.int64())))
@@ -161,6 +210,12 @@ class PixelArray:
 
     def missing(self) -> np.ndarray:
         return np.zeros(len(self.pixels), dtype=bool)
+
+    def content_digest(self) -> bytes:
+        """SHA-256 of the pixel array (shape and bytes)."""
+        digest = hashlib.sha256(str(self.pixels.shape).encode())
+        digest.update(np.ascontiguousarray(self.pixels).data)
+        return digest.digest()
 
     def take(self, rows: np.ndarray) -> PixelArray:
         return PixelArray(self.pixels[rows], self.origin)
@@ -232,9 +287,43 @@ class FaceTable:
 
     @property
     def fingerprint(self) -> str:
-        """16 hex digits identifying the native images (source, resolved root, frame options)."""
+        """16 hex digits identifying where the native images come from (source, resolved root,
+        frame options): the landmark cache's key, so it survives new or relabelled rows."""
         key = {"source": self.source, "root": str(Path(self.root).resolve()), "frame": self.frame}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def content_fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the rows' content, recomputed on every access.
+
+        Covers :attr:`fingerprint` (source, resolved root, frame options), the ids in order,
+        labels, split codes, landmarks (NaN included), face boxes, groups, extras (CK+ AUs),
+        ``attrs``, and the images' :meth:`~ImageSource.content_digest`: for image files each
+        relative path with its size, ``st_mtime_ns`` and inode (no pixel is read); for a pixel
+        array (FER2013) the pixels themselves. Relabelling, adding or removing a row, touching or
+        replacing an image file changes it; re-opening unchanged data gives the same value. Not
+        covered: a file rewritten in place with the same size within the filesystem's timestamp
+        resolution (and inode), and anything that is not data (image size, normalisation).
+        """
+        digest = hashlib.sha256(self.fingerprint.encode())
+        digest.update("\0".join(self.ids.to_pylist()).encode() + b"\0")
+        arrays = {"labels": self.labels, "splits": self.splits, "landmarks": self.landmarks}
+        arrays |= {"boxes": self.boxes, "groups": self.groups}
+        arrays |= {f"extra:{k}": v for k, v in sorted(self.extras.items())}
+        for name, array in arrays.items():
+            digest.update(name.encode())
+            if array is not None:
+                array = np.ascontiguousarray(array)
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(array.data)
+        digest.update(json.dumps(self.attrs, sort_keys=True, default=str).encode())
+        digest.update(self.images.content_digest())
+        return digest.hexdigest()[:16]
+
+    def native_image(self, index: int) -> np.ndarray:
+        """Row ``index``'s native image (H, W, 3) uint8 RGB: the image cropped to its face box."""
+        image = self.images.read(index)
+        return image if self.boxes is None else crop_box(image, self.boxes[index])
 
     def take(self, rows: np.ndarray) -> FaceTable:
         """The rows ``rows`` (int indices, in that order) as a new table; reports are shared."""
@@ -263,6 +352,30 @@ def require_dir(path: Path, name: str, expected: str) -> Path:
         state = "is not a folder" if path.exists() else "does not exist"
         raise DatasetFormatError(f"{name}: {path} {state}; expected {expected}")
     return path
+
+
+def normalized_paths(paths: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``paths`` with ``\\`` read as ``/`` and ``.``, ``..`` and empty segments resolved
+    lexically (``posixpath.normpath``; only the rows that have such segments are converted one
+    by one); others are returned as they are."""
+    paths = paths.combine_chunks() if isinstance(paths, pa.ChunkedArray) else paths
+    odd = pc.match_substring_regex(paths, r"\\|(^|/)\.\.?(/|$)|//").to_numpy(zero_copy_only=False)
+    if not odd.any():
+        return paths
+    rows = np.flatnonzero(odd)
+    fixed = [posixpath.normpath(p.replace("\\", "/")) for p in paths.take(rows).to_pylist()]
+    values = paths.to_pandas().to_numpy(dtype=object)
+    values[rows] = fixed
+    return pa.array(values, pa.string())
+
+
+def leaves_root(paths: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Bool mask of relative image paths that point outside their dataset folder: absolute
+    (``/…``, ``\\…``, ``C:…``) or climbing above it with ``..`` (lexically; symbolic links
+    inside the folder are the user's business and are followed)."""
+    absolute = pc.match_substring_regex(paths, r"^([/\\]|[A-Za-z]:)").to_numpy(zero_copy_only=False)
+    climbs = pc.match_substring_regex(normalized_paths(paths), r"^\.\.(/|$)")
+    return absolute | climbs.to_numpy(zero_copy_only=False)
 
 
 def canonical_labels(ids: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
