@@ -104,6 +104,14 @@ def test_dry_run_prints_the_plan(tmp_path, capsys):
     assert describe_plan(load_suite("quick"), tmp_path).count("train 3 epochs") == 2
 
 
+def test_dry_run_opens_the_data(tmp_path, capsys):
+    missing = tmp_path / "no-such-faces"
+    argv = ["run", "--suite", "quick", "--dry-run", "--data", f"folder:{missing}"]
+    assert main([*argv, "--runs-root", str(tmp_path / "runs")]) == 2
+    assert f"folder dataset {missing} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_bad_shard_is_an_error(capsys):
     assert main(["run", "--suite", "quick", "--shard", "2/2"]) == 2
     assert "expected i/n with 0 ≤ i < n" in capsys.readouterr().err

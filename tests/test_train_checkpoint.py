@@ -102,7 +102,7 @@ def test_every_checkpoint_reader_names_a_corrupt_file(tmp_path):
     for last in broken_checkpoints(tmp_path / "resume", "last.pt"):
         config.save(last.parent / "config.yaml")
         with pytest.raises(CheckpointError, match="is corrupt") as caught:
-            prepare_run_dir(config, last.parent)
+            prepare_run_dir(config, last.parent, "data")
         assert str(last) in str(caught.value)
     (tmp_path / "evaluate").mkdir()
     for best in broken_checkpoints(tmp_path / "evaluate", "best.pt"):

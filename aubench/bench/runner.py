@@ -53,7 +53,7 @@ from aubench.metrics import describe_column
 from aubench.models import resolve_layers
 from aubench.train import distributed
 from aubench.train.config import TrainConfig
-from aubench.train.data import open_split
+from aubench.train.data import open_split, training_data_fingerprint
 from aubench.train.loop import fit
 from aubench.train.model import build_model
 
@@ -167,7 +167,13 @@ def is_trained(folder: Path) -> bool:
 
 
 def model_dir(runs_root: Path, config: TrainConfig) -> Path:
-    return Path(runs_root) / "models" / config.run_name()
+    """The cached training run of ``config`` on its data as it is now:
+    ``<model>-<variant>-<config hash>-d<data>``, ``<data>`` the splits' content fingerprint
+    (:func:`~aubench.train.data.training_data_fingerprint`). Editing the data in place
+    (relabelling, adding or replacing images) gives another folder, so the model is retrained on
+    the new data and the old one is kept."""
+    data = training_data_fingerprint(config)
+    return Path(runs_root) / "models" / f"{config.run_name()}-d{data}"
 
 
 def run_suite(
@@ -217,6 +223,7 @@ def _run_cells(
         prepare_run_folder(run, suite)
     distributed.barrier()
     cells = plan(suite)
+    check_cells_data(run, cells)
     started = time.perf_counter()
     index, count = shard
     for cell in cells[index::count]:
@@ -289,6 +296,7 @@ def _evaluate_cell(
             wide, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
         )
         rows = pd.concat([rows, dataset_rows(dataset, meta, count_valid(wide))], ignore_index=True)
+        write_atomic(cell_data_file(run, cell), _eval_fingerprint(cell).encode())
         _write_parquet(cell_file(run, cell), rows)  # last: marks it finished
         for path in [*parts, wide]:
             path.unlink()
@@ -370,7 +378,7 @@ def _manifest(
         "metrics": _metric_metadata(metric_names),
         "versions": packages | {"python": platform.python_version()},
         "git_commit": _git_commit(),
-        "data": {"spec": suite.data, "fingerprint": _data_fingerprint(cells[0])},
+        "data": {"spec": suite.data, "fingerprint": _eval_fingerprint(cells[0])},
         "timings_s": timings | {"this_invocation": round(time.perf_counter() - started, 2)},
     }
 
@@ -400,10 +408,32 @@ def _git_commit() -> str | None:
     return out.stdout.strip()
 
 
-def _data_fingerprint(cell: Cell) -> str:
-    """12 hex digits of SHA-256 over the data spec and the evaluated split's labels in order."""
-    import numpy as np
+def _eval_fingerprint(cell: Cell) -> str:
+    """The content fingerprint of the cell's evaluated split (see ``content_fingerprint``)."""
+    return open_split(cell.config, cell.split).content_fingerprint
 
-    labels = np.asarray(open_split(cell.config, cell.split).labels, dtype=np.int64)
-    digest = hashlib.sha256(cell.config.data.encode() + cell.split.encode() + labels.tobytes())
-    return digest.hexdigest()[:12]
+
+def cell_data_file(run: Path, cell: Cell) -> Path:
+    """The content fingerprint of the data a finished cell was evaluated on."""
+    return run / "cells" / f"{cell.key}.data"
+
+
+def check_cells_data(run: Path, cells: list[Cell]) -> None:
+    """Refuse a run folder whose finished cells were evaluated on data that has changed since:
+    keeping them would report old results under the new data's fingerprint, and adding new
+    cells would mix two datasets in one table. (Cells of run folders written before aubench
+    recorded this have no ``.data`` file and are not checked.)"""
+    current = {}
+    for cell in cells:
+        stored = cell_data_file(run, cell)
+        if not stored.is_file():
+            continue
+        if cell.split not in current:
+            current[cell.split] = _eval_fingerprint(cell)
+        if stored.read_text() != current[cell.split]:
+            raise FileExistsError(
+                f"{run} holds results on other data: cell {cell.key} was evaluated on "
+                f"{cell.split} data of fingerprint {stored.read_text()}, which is now "
+                f"{current[cell.split]} (its labels, ids, landmarks or image files changed); "
+                "choose another --out"
+            )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from aubench.bench.results import CLASSIFIER, read_manifest, read_results
+import pandas as pd
+
+from aubench.bench.results import CLASSIFIER, per_image_file, read_manifest, read_results
 from aubench.metrics import derived_column
 
 
@@ -37,7 +39,35 @@ def headline(run: str | os.PathLike, max_metrics: int = 3) -> str:
         for line in lines
     ]
     rows.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([first, "macro over non-neutral classes:", *rows])
+    return "\n".join([first, "macro over non-neutral classes:", *rows, *_unscored(run, table)])
+
+
+#: What to do when every image of a cell was excluded, by reason.
+ADVICE = {
+    "no-landmarks": "landmarks failed or are missing: compute them with `aubench landmarks`",
+    "no-aus": "neutral faces have no AU heatmap",
+    "outside": "every face's AU regions fall outside the image: check the crop and landmarks",
+}
+
+
+def _unscored(run: str | os.PathLike, table: pd.DataFrame) -> list[str]:
+    """One line per (model, variant, seed) whose map metrics scored no image, saying which
+    reasons excluded its images (from its per-image table), instead of a bare ``nan``."""
+    scored = table[(table.method != CLASSIFIER) & (table["class"] == "all")]
+    cells = scored.groupby(["model", "variant", "seed", "split"], sort=False).n.max()
+    lines = []
+    for (model, variant, seed, split), n in cells.items():
+        if n > 0:
+            continue
+        images = pd.read_parquet(per_image_file(run, model, variant, seed, split))
+        reasons = images[images.metric == "pred"].reason.value_counts()
+        shown = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
+        advice = "; ".join(ADVICE[r] for r in reasons.index if r in ADVICE)
+        lines.append(
+            f"{model} {variant} (seed {seed}): no {split} image was scored, every one of the "
+            f"{int(reasons.sum())} was excluded ({shown})" + (f": {advice}" if advice else "")
+        )
+    return lines
 
 
 def _shown(metric: str, present: list[str]) -> str | None:

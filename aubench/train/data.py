@@ -10,10 +10,12 @@ optimistic). The training split gets :class:`~aubench.data.transforms.TrainTrans
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from aubench.data.table import EmptySplitError
 from aubench.data.transforms import EvalTransform, TrainTransform, TransformedDataset
 from aubench.train.config import TrainConfig
 from aubench.train.distributed import ShardSampler
@@ -56,19 +58,38 @@ def load_data(config: TrainConfig) -> TrainingData:
         train = ConcatDataset([train, open_split(config, "val")])
     if not len(train):
         raise ValueError(f"dataset {config.data!r} has an empty training split")
-    names = ("val", "test") if config.validation == "holdout" else ("test",)
-    evals = {}
-    for name in names:
-        data = open_split(config, name)
-        if len(data):
-            evals[name] = TransformedDataset(data, EvalTransform(config.size), config.seed)
     select = "val" if config.validation == "holdout" else "test"
-    if select not in evals:
-        raise ValueError(f"dataset {config.data!r} has an empty {select} split to select on")
+    evals = {}
+    for name in _evaluated_splits(config):
+        try:
+            data = open_split(config, name)
+        except EmptySplitError:
+            if name == select:
+                raise
+            continue  # an empty test split is not scored during training
+        evals[name] = TransformedDataset(data, EvalTransform(config.size), config.seed)
     transform = TrainTransform(config.size) if config.augment else EvalTransform(config.size)
     return TrainingData(
         TransformedDataset(train, transform, config.seed), evals, num_classes, select
     )
+
+
+def _evaluated_splits(config: TrainConfig) -> tuple[str, ...]:
+    return ("val", "test") if config.validation == "holdout" else ("test",)
+
+
+def training_data_fingerprint(config: TrainConfig) -> str:
+    """12 hex digits identifying the content of the splits a training run of ``config`` reads
+    (train, val and test: each is trained on, selected on or scored every epoch): their
+    ``content_fingerprint`` (ids, labels, landmarks, image files' sizes and mtimes), so that a
+    model trained once is reused only on the same data. Empty splits count as empty."""
+    digest = hashlib.sha256(config.data.encode())
+    for name in ("train", "val", "test"):
+        try:
+            digest.update(f"{name}={open_split(config, name).content_fingerprint};".encode())
+        except EmptySplitError:
+            digest.update(f"{name}=empty;".encode())
+    return digest.hexdigest()[:12]
 
 
 def _carves_validation(dataset: Dataset) -> bool:

@@ -32,9 +32,10 @@ from aubench.io import FolderLock, write_atomic
 from aubench.train import distributed
 from aubench.train.checkpoint import CheckpointError, rng_state, save_checkpoint, set_rng_state
 from aubench.train.config import TrainConfig
-from aubench.train.data import load_data, make_loader
+from aubench.train.data import load_data, make_loader, training_data_fingerprint
 from aubench.train.distributed import DistInfo, ShardSampler
 from aubench.train.run_folder import (
+    DATA_FILE,
     TensorBoardLog,
     check_run_dir,
     prepare_run_dir,
@@ -144,11 +145,12 @@ class _Run:
             )
         # the model folder is locked (rank 0) only once every input, the folder included, has been
         # checked; then checked again under the lock, and its last.pt read
-        check_run_dir(config, self.out)
+        self.data_fingerprint = training_data_fingerprint(config)
+        check_run_dir(config, self.out, self.data_fingerprint)
         self.lock = FolderLock(self.out, "model folder") if info.main else nullcontext()
         self.lock.__enter__()
         try:
-            self.resume = prepare_run_dir(config, self.out)
+            self.resume = prepare_run_dir(config, self.out, self.data_fingerprint)
         except BaseException:
             self.release()
             raise
@@ -214,6 +216,7 @@ class _Run:
         if info.main:
             self.out.mkdir(parents=True, exist_ok=True)
             config.save(self.out / "config.yaml")
+            write_atomic(self.out / DATA_FILE, self.data_fingerprint.encode())
         distributed.barrier()
         board = TensorBoardLog(self.out / "tensorboard", self.tensorboard and info.main)
         started, steps_run = time.perf_counter(), 0

@@ -21,11 +21,11 @@ from aubench.train.checkpoint import CheckpointError, load_checkpoint
 from aubench.train.config import TrainConfig
 
 
-def prepare_run_dir(config: TrainConfig, out: Path) -> dict | None:
-    """Check ``out`` for this config (:func:`check_run_dir`); return the ``last.pt`` state to
-    resume from, or None. A corrupt ``last.pt`` raises :class:`CheckpointError`. Nothing is
-    written here."""
-    check_run_dir(config, out)
+def prepare_run_dir(config: TrainConfig, out: Path, data: str) -> dict | None:
+    """Check ``out`` for this config and data (:func:`check_run_dir`); return the ``last.pt``
+    state to resume from, or None. A corrupt ``last.pt`` raises :class:`CheckpointError`.
+    Nothing is written here."""
+    check_run_dir(config, out, data)
     last = out / "last.pt"
     if not last.is_file():
         return None
@@ -37,10 +37,17 @@ def prepare_run_dir(config: TrainConfig, out: Path) -> dict | None:
     return state
 
 
-def check_run_dir(config: TrainConfig, out: Path) -> None:
-    """Refuse ``out`` unless it is absent, empty or a run of this config: a folder with a
-    ``config.yaml`` of another hash (``FileExistsError`` naming both hashes), a non-empty folder
-    that is not a run, a file. Reads only ``config.yaml``."""
+#: The content fingerprint of the data a run trains on (:func:`~aubench.train.data.
+#: training_data_fingerprint`), written beside ``config.yaml``.
+DATA_FILE = "data_fingerprint.txt"
+
+
+def check_run_dir(config: TrainConfig, out: Path, data: str) -> None:
+    """Refuse ``out`` unless it is absent, empty or a run of this config on this data: a folder
+    with a ``config.yaml`` of another hash (``FileExistsError`` naming both hashes), or trained on
+    data of another content fingerprint than ``data`` (the dataset was edited in place: resuming
+    or reusing it would mix two datasets), a non-empty folder that is not a run, a file. Reads
+    only ``config.yaml`` and :data:`DATA_FILE`."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"run folder {out} exists and is not a directory")
     stored_path = out / "config.yaml"
@@ -50,6 +57,13 @@ def check_run_dir(config: TrainConfig, out: Path) -> None:
             raise FileExistsError(
                 f"{out} holds a run of config {stored.hash()}, not this config {config.hash()}; "
                 "use another --out (or the default, named after the hash) or delete the folder"
+            )
+        stored_data = out / DATA_FILE
+        if stored_data.is_file() and stored_data.read_text() != data:
+            raise FileExistsError(
+                f"{out} was trained on other data (content fingerprint {stored_data.read_text()}, "
+                f"now {data}: labels, ids, landmarks or image files changed); use another --out "
+                "to train on the data as it is now, or delete the folder"
             )
     elif out.is_dir() and not is_empty_folder(out):
         raise FileExistsError(f"{out} is not empty and holds no aubench run (no config.yaml)")
