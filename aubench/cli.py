@@ -415,6 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_message(err: BaseException) -> str:
+    """The one line a user error is told in. An error raised inside a DataLoader worker comes
+    back as ``Caught X in DataLoader worker process N.`` plus the worker's traceback: keep the
+    original message, the traceback's last line without its ``module.Class:`` prefix."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     code = 0
@@ -427,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NotADirectoryError,
         PermissionError,
     ) as err:
-        print(f"aubench {args.command}: error: {err}", file=sys.stderr)
+        print(f"aubench {args.command}: error: {user_message(err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a pager or `head` that stopped reading
         sys.stderr.close()

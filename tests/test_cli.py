@@ -56,3 +56,23 @@ def test_help_listings_and_usage_errors_do_not_import_torch(argv, tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("HEAVY [] "), done.stderr
     assert last.split()[-1] in {"0", "2", "None"}, done.stderr
+
+
+def test_an_error_in_a_dataloader_worker_is_told_in_one_line():
+    from torch.utils.data import DataLoader, Dataset
+
+    from aubench.cli import user_message
+    from aubench.data.table import ImageReadError
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            raise ImageReadError("cannot decode image file /data/a.png (truncated)")
+
+    with pytest.raises(ImageReadError) as caught:
+        next(iter(DataLoader(Broken(), num_workers=1)))
+    assert "Original Traceback" in str(caught.value)  # what torch re-raises
+    assert user_message(caught.value) == "cannot decode image file /data/a.png (truncated)"
+    assert user_message(ValueError("plain")) == "plain"

@@ -109,3 +109,14 @@ def test_every_checkpoint_reader_names_a_corrupt_file(tmp_path):
         with pytest.raises(CheckpointError, match="is corrupt") as caught:
             load_trained(best.parent, torch.device("cpu"))
         assert str(best) in str(caught.value)
+
+
+def test_a_device_that_cannot_take_a_checkpoint_is_not_called_corruption(tmp_path):
+    path = tmp_path / "best.pt"
+    torch.save({"format": "x", "weights": torch.zeros(2)}, path)
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine can load onto cuda")
+    with pytest.raises(ValueError, match="could not be loaded onto device 'cuda'") as caught:
+        load_checkpoint(path, map_location="cuda")
+    assert "corrupt" not in str(caught.value)
+    assert path.is_file()

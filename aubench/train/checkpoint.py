@@ -65,6 +65,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
+        text = str(err)
+        if any(word in text for word in ("CUDA", "device", "Device")):  # not the file's fault
+            raise ValueError(
+                f"{path} could not be loaded onto device {map_location!r}: {text[:200]}"
+            ) from err
         raise CheckpointError(
             f"{path} is corrupt or not a checkpoint ({type(err).__name__}: {str(err)[:200]}); "
             "delete it to start over, or restore it from a copy"
