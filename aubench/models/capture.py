@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aubench.models.support import check_layer_access
+
 
 class FeatureCapture:
     """Context manager recording the outputs of ``layers`` (module names) of ``model``.
@@ -29,6 +31,7 @@ class FeatureCapture:
     ``raw[name]`` is the module's last output exactly as produced; ``spatial(name)`` is it as
     (B, C, H, W); ``features()`` gives every layer's spatial map. With ``strict=False`` unknown
     names are ignored (used to list layers); with ``strict=True`` they raise ``ValueError``.
+    A TorchScript model raises :class:`~aubench.models.support.LayerAccessError`.
 
     Example::
 
@@ -38,6 +41,7 @@ class FeatureCapture:
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], strict: bool = True):
+        check_layer_access(model)
         modules = dict(model.named_modules())
         missing = [name for name in layers if name not in modules]
         if missing and strict:

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from aubench.models.capture import FeatureCapture
+from aubench.models.support import check_layer_access
 
 _STAGE = re.compile(r"^(?:stage:?|layer)\s*(\d+)$")
 _FEATURE = re.compile(r"^feature:(-?\d+)$")
@@ -67,8 +68,10 @@ def stage_names(model: nn.Module) -> list[str]:
 def resolve_layer(model: nn.Module, spec: str | int) -> str:
     """The module name that layer spec ``spec`` denotes in ``model`` (see the module doc).
 
-    Raises ``ValueError`` naming the spec, with near-match suggestions for module names.
+    Raises ``ValueError`` naming the spec, with near-match suggestions for module names, and
+    :class:`~aubench.models.support.LayerAccessError` for a TorchScript model (no hooks).
     """
+    check_layer_access(model)
     spec = str(spec).strip()
     modules = dict(model.named_modules())
     if spec in modules and spec:
