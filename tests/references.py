@@ -4,7 +4,8 @@ against.
 ``paper_heatmap`` transcribes the reference code's pipeline (shared/reference/paper-protocol.md
 §3.2-3.3) image by image with OpenCV, independently of aubench's batched geometry: int landmarks,
 one float64 canvas per AU filled with 1e-4 and ellipses of value 255, ``is_roi`` at full
-resolution, ``cv2.resize`` to 28×28, ``cv2.blur`` 3×3, ``cv2.resize`` back, max over AUs, min-max.
+resolution, ``cv2.resize`` to 28×28, ``cv2.blur`` 3×3, ``cv2.resize`` back, max over AUs at full
+size, min-max (float32, as the reference).
 """
 
 from __future__ import annotations
@@ -88,28 +89,43 @@ def paper_ellipses(landmarks: np.ndarray, h: int, w: int) -> dict[int, list[tupl
     }
 
 
+def paper_au_map(landmarks: np.ndarray, au: int, h: int = 224, w: int = 224) -> np.ndarray | None:
+    """One AU's full-size float64 map (1e-4 … 255), the reference's way, or None when its
+    ellipses paint no pixel of the image (``is_roi`` is False: the reference drops the AU).
+
+    ``plot_action_units_ellipsoid`` then ``build_all_action_units``: a float64 canvas of 1e-4,
+    ellipses of value 255, ``cv2.resize`` to 28×28, ``cv2.blur`` 3×3, ``cv2.resize`` back.
+    """
+    canvas = np.full((h, w), 1e-4)
+    for cx, cy, ax, ay in paper_ellipses(landmarks, h, w)[au]:
+        cv2.ellipse(canvas, (cx, cy), (ax, ay), 0, 0, 360, (255, 255, 255), -1)
+    if (canvas - 1e-4).sum() <= 0:  # is_roi: the AU lies outside the image
+        return None
+    small = cv2.blur(cv2.resize(canvas, (28, 28)), (3, 3))
+    return cv2.resize(small, (w, h))
+
+
 def paper_heatmap(
     landmarks: np.ndarray, label: int, codebook: Codebook, h: int = 224, w: int = 224
 ) -> tuple[np.ndarray, bool]:
-    """One image's AU heatmap (h, w) float32 and its validity, the reference code's way."""
+    """One image's AU heatmap (h, w) float32 and its validity, the reference code's way.
+
+    In the reference's order and dtypes: the per-AU maps are stacked as float32, the max over
+    AUs is taken at full size (``max(axis=0, initial=-1)``), then min-max in float32
+    (``_preprape_au_hmap``, denominator 0 → 1). Validity is the reference's own (some AU paints
+    a pixel of the image), except that non-finite landmarks are invalid instead of an error; a
+    face whose regions vanish at 28×28 is valid with an all-zero map, as in the reference.
+    """
     aus = codebook.aus_of(label)
     if not aus or not np.isfinite(landmarks).all():
         return np.zeros((h, w), np.float32), False
-    geometry = paper_ellipses(landmarks, h, w)
-    maps = []
-    for au in aus:
-        canvas = np.full((h, w), 1e-4)
-        for cx, cy, ax, ay in geometry[au]:
-            cv2.ellipse(canvas, (cx, cy), (ax, ay), 0, 0, 360, (255, 255, 255), -1)
-        if (canvas - 1e-4).sum() <= 0:  # is_roi: the AU lies outside the image
-            continue
-        small = cv2.blur(cv2.resize(canvas, (28, 28)), (3, 3))
-        maps.append(cv2.resize(small, (w, h)))
+    maps = [m for m in (paper_au_map(landmarks, au, h, w) for au in aus) if m is not None]
     if not maps:
         return np.zeros((h, w), np.float32), False
-    combined = np.stack(maps).max(axis=0, initial=-1)
+    combined = np.stack(maps).astype(np.float32).max(axis=0, initial=-1)
     low, high = combined.min(), combined.max()
-    return ((combined - low) / ((high - low) or 1)).astype(np.float32), True
+    span = high - low
+    return ((combined - low) / (span if span != 0 else 1.0)).astype(np.float32), True
 
 
 def random_faces(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -130,3 +146,54 @@ def random_faces(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
         centre = size / 2 + rng.uniform(-0.08, 0.08, 2) * size
         faces[i] = shape @ rotation.T * scale + centre
     return faces
+
+
+def torch_antialias_weights(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
+    """(n_out, n_in) weights of ``F.interpolate(mode="bilinear", antialias=True)`` along one axis.
+
+    PyTorch's antialiased kernel: scale = (n_in − 1)/(n_out − 1) with ``align_corners`` else
+    n_in/n_out; support = max(scale, 1); output i is centred at c = scale·(i + ½) (no
+    ``align_corners`` shift), taps j in [⌊c − support + ½⌋, ⌊c + support + ½⌋), triangle weights
+    ``1 − |(j − c + ½)/max(scale, 1)|``, normalised to sum 1.
+    """
+    scale = (n_in - 1) / (n_out - 1) if align_corners and n_out > 1 else n_in / n_out
+    support = max(scale, 1.0)
+    weights = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = scale * (i + 0.5)
+        low = max(int(centre - support + 0.5), 0)
+        high = min(int(centre + support + 0.5), n_in)
+        taps = np.arange(low, high)
+        w = np.clip(1 - np.abs((taps - centre + 0.5) / support), 0, None)
+        weights[i, low:high] = w / w.sum()
+    return weights
+
+
+def paper_cam(raw: np.ndarray, h: int, w: int, relu: bool) -> np.ndarray:
+    """One CAM the reference's way: ReLU (if the method has one), min-max at the layer's
+    resolution with no ε (constant → NaN → 0), ``cv2.resize`` bilinear to (h, w), clip [0, 1]
+    (``dlib/cams/core.py:105-109,186-191``, ``inference_wsol.py:457,529-536``)."""
+    cam = np.maximum(raw, 0).astype(np.float64) if relu else raw.astype(np.float64)
+    cam = cam - cam.min()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cam = np.nan_to_num(cam / cam.max(), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+
+
+def paper_attention(raw: np.ndarray, h: int, w: int) -> np.ndarray:
+    """One attention map the reference's way (``inference_wsol.py:644-661``): bilinear resize
+    with ``align_corners=True, antialias=True``, clamp to the pre-resize [min, max], then + (−min)
+    when that minimum is negative; no min-max."""
+    rows = torch_antialias_weights(raw.shape[0], h, align_corners=True)
+    cols = torch_antialias_weights(raw.shape[1], w, align_corners=True)
+    low, high = raw.min(), raw.max()
+    resized = np.clip(rows @ raw.astype(np.float64) @ cols.T, low, high)
+    return resized - low if low < 0 else resized
+
+
+def paper_cosine(x: np.ndarray, y: np.ndarray) -> float:
+    """``F.cosine_similarity(x.view(-1), y.view(-1), dim=0, eps=1e-8)`` then ``nan_to_num``
+    (``dlib/metrics/wsol_metrics.py:61-69``, ``inference_wsol.py:685``)."""
+    x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
+    value = (x / max(np.linalg.norm(x), 1e-8)) @ (y / max(np.linalg.norm(y), 1e-8))
+    return float(np.nan_to_num(value, nan=0.0, posinf=1.0, neginf=0.0))

@@ -379,9 +379,11 @@ def test_invalid_reasons_checks_its_inputs():
 
 
 def test_region_registry_lists_the_built_ins_and_suggests_near_names():
-    assert list(REGION_MODELS) == ["default", "belharbi2024", "landmark-gaussians", "generic"]
+    assert list(REGION_MODELS) == [
+        "default", "belharbi2024", "landmark-gaussians", "generic", "belharbi2024-reference"
+    ]  # fmt: skip
     assert [m.default_codebook for m in REGION_MODELS.values()] == [
-        "belharbi2024-fixed", "belharbi2024", None, "generic"
+        "belharbi2024-fixed", "belharbi2024", None, "generic", "belharbi2024"
     ]  # fmt: skip
     assert get_region_model("belharbi2024") is REGION_MODELS["belharbi2024"]
     with pytest.raises(ValueError, match=r"unknown region model 'belharbi'; did you mean belharbi"):

@@ -3,10 +3,13 @@
 Steps act on (B, H, W) float maps, per map, with no loop over samples:
 
 - ``relu``: ``max(M, 0)``;
-- ``resize(size, mode="bilinear", align_corners=False, antialias=False)``: ``F.interpolate``
-  to ``size`` = (H, W) (``align_corners`` only for the linear modes; the paper's attention maps
-  use ``align_corners=True, antialias=True``);
-- ``minmax``: ``(M − min M) / (max M − min M)`` per map; a constant map becomes all zeros.
+- ``resize(size, mode="bilinear", align_corners=False, antialias=False, keep_range=False)``:
+  ``F.interpolate`` to ``size`` = (H, W) (``align_corners`` only for the linear modes; the
+  paper's attention maps use ``align_corners=True, antialias=True``); ``keep_range`` then clamps
+  each map to its own pre-resize [min, max] (the reference code's attention resize);
+- ``minmax``: ``(M − min M) / (max M − min M)`` per map; a constant map becomes all zeros;
+- ``clamp(low, high)``: ``min(max(M, low), high)``;
+- ``shift-negative``: ``M − min M`` for the maps whose minimum is negative, the others unchanged.
 
 A :class:`Postprocess` chains steps and describes itself as a string
 (``relu > resize(112x112, bilinear, align_corners=False) > minmax``) and as a dict, so each
@@ -15,6 +18,20 @@ method defines one, bilinear ``align_corners=False`` to the heatmap size, min-ma
 pytorch-grad-cam's output equals ``relu > resize(input size) > minmax`` of the raw map up to
 its 1e-7 epsilons (it min-maxes, resizes with cv2 bilinear, and min-maxes again; min-max
 commutes with the linear resize).
+
+:func:`protocol_postprocess` picks the steps of an evaluation protocol (:data:`PROTOCOLS`):
+``aubench`` is the default above; ``belharbi2024`` is the reference code's
+(shared/reference/paper-evaluation-protocol.md items 2–3; ``dlib/cams/core.py:105-109``,
+``dlib/learning/inference_wsol.py:529-536,644-674`` in sbelharbi/interpretable-fer-aus):
+
+- CAMs and every other map: ``[relu >] minmax > resize(size, bilinear, align_corners=False) >
+  clamp(0, 1)`` — min-max at the layer's resolution, before the resize. The reference's second,
+  same-size resize of the CAM (``align_corners=True, antialias=True``) and its clamp to the
+  CAM's own range are identities, so they are not steps.
+- Attention maps (:class:`~aubench.explain.attention.Attention`, ATT-COS): ``shift-negative >
+  resize(size, bilinear, align_corners=True, antialias=True, keep_range=True)``, no min-max. The
+  reference resizes, clamps to the pre-resize range, then adds −min when the pre-resize minimum
+  is negative; the resize's weights sum to 1, so shifting first is the same map (to rounding).
 """
 
 from __future__ import annotations
@@ -26,9 +43,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from aubench.explain.attention import Attention
 from aubench.explain.base import Explainer
 
 _LINEAR_MODES = ("linear", "bilinear", "bicubic", "trilinear")
+
+#: Evaluation protocols :func:`protocol_postprocess` knows: aubench's own and the reference's.
+PROTOCOLS = ("aubench", "belharbi2024")
 
 
 class Step(ABC):
@@ -72,12 +93,14 @@ class ReLU(Step):
 
 @dataclass(frozen=True)
 class Resize(Step):
-    """``F.interpolate`` of each map to ``size`` = (H, W)."""
+    """``F.interpolate`` of each map to ``size`` = (H, W); with ``keep_range``, each resized map
+    is then clamped to its own pre-resize [min, max]."""
 
     size: tuple[int, int]
     mode: str = "bilinear"
     align_corners: bool = False
     antialias: bool = False
+    keep_range: bool = False
     name = "resize"
 
     def __post_init__(self) -> None:
@@ -95,8 +118,11 @@ class Resize(Step):
             mode=self.mode,
             align_corners=self.align_corners if linear else None,
             antialias=self.antialias,
-        )
-        return out[:, 0]
+        )[:, 0]
+        if self.keep_range:
+            flat = maps.flatten(1)
+            out = out.clamp(flat.amin(1)[:, None, None], flat.amax(1)[:, None, None])
+        return out
 
     def params(self) -> dict:
         params = {"size": list(self.size), "mode": self.mode}
@@ -104,6 +130,8 @@ class Resize(Step):
             params["align_corners"] = self.align_corners
         if self.antialias:
             params["antialias"] = True
+        if self.keep_range:
+            params["keep_range"] = True
         return params
 
 
@@ -121,6 +149,33 @@ class MinMax(Step):
         return (maps - low) / torch.where(span > 0, span, 1.0)
 
 
+@dataclass(frozen=True)
+class Clamp(Step):
+    """``min(max(M, low), high)``."""
+
+    low: float = 0.0
+    high: float = 1.0
+    name = "clamp"
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        _check_maps(maps)
+        return maps.clamp(self.low, self.high)
+
+    def params(self) -> dict:
+        return {"low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class ShiftNegative(Step):
+    """``M − min M`` for each map whose minimum is negative; maps ≥ 0 are left as they are."""
+
+    name = "shift-negative"
+
+    def __call__(self, maps: torch.Tensor) -> torch.Tensor:
+        _check_maps(maps)
+        return maps - maps.flatten(1).amin(1).clamp_max(0)[:, None, None]
+
+
 def relu() -> ReLU:
     """The ReLU step."""
     return ReLU()
@@ -131,14 +186,25 @@ def resize(
     mode: str = "bilinear",
     align_corners: bool = False,
     antialias: bool = False,
+    keep_range: bool = False,
 ) -> Resize:
     """The resize step to ``size`` (an int for a square)."""
-    return Resize(size, mode, align_corners, antialias)
+    return Resize(size, mode, align_corners, antialias, keep_range)
 
 
 def minmax() -> MinMax:
     """The per-map min-max step."""
     return MinMax()
+
+
+def clamp(low: float = 0.0, high: float = 1.0) -> Clamp:
+    """The clamp step to [``low``, ``high``]."""
+    return Clamp(float(low), float(high))
+
+
+def shift_negative() -> ShiftNegative:
+    """The step shifting maps with a negative minimum to a minimum of 0."""
+    return ShiftNegative()
 
 
 @dataclass(frozen=True)
@@ -168,6 +234,28 @@ def default_postprocess(explainer: Explainer, size: int | tuple[int, int]) -> Po
     """DESIGN.md's default: ReLU if ``explainer.relu``, bilinear resize to ``size``, min-max."""
     steps = [relu()] if explainer.relu else []
     return Postprocess([*steps, resize(size), minmax()])
+
+
+def protocol_postprocess(
+    explainer: Explainer, size: int | tuple[int, int], protocol: str = "aubench"
+) -> Postprocess:
+    """The steps of evaluation ``protocol`` (:data:`PROTOCOLS`) for ``explainer``'s maps.
+
+    ``"aubench"``: :func:`default_postprocess`. ``"belharbi2024"``: the reference code's (module
+    doc) — attention maps shifted when negative, then resized with the reference's
+    ``align_corners=True, antialias=True`` and no min-max; every other map ReLU'd where the
+    method defines it, min-maxed at its own resolution, resized (``align_corners=False``) and
+    clamped to [0, 1]. Raises ``ValueError`` for another protocol.
+    """
+    if protocol == "aubench":
+        return default_postprocess(explainer, size)
+    if protocol == "belharbi2024":
+        if isinstance(explainer, Attention):
+            resized = resize(size, align_corners=True, antialias=True, keep_range=True)
+            return Postprocess([shift_negative(), resized])
+        steps = [relu()] if explainer.relu else []
+        return Postprocess([*steps, minmax(), resize(size), clamp(0.0, 1.0)])
+    raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
 def _check_maps(maps: torch.Tensor) -> None:

@@ -1,6 +1,8 @@
 """The registry of region models: name → :class:`~aubench.faces.region_model.RegionModel`.
 
-Built-in: ``default``, ``belharbi2024``, ``landmark-gaussians``, ``generic``. A new model is a
+Built-in: ``default``, ``belharbi2024``, ``landmark-gaussians``, ``generic``,
+``belharbi2024-reference`` (the reference code's heatmap, exactly: the evaluation protocol
+``belharbi2024``). A new model is a
 :class:`~aubench.faces.region_model.RegionModel` subclass registered once with
 :func:`register_region_model`; :func:`aubench.faces.heatmaps.au_heatmaps` then takes its name as
 ``regions=`` with no other change.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import difflib
 
 from aubench.faces.belharbi2024 import Belharbi2024Regions
+from aubench.faces.belharbi2024_reference import Belharbi2024Reference
 from aubench.faces.gaussian_regions import FaceBlobs, GenericFaceBlobs, LandmarkGaussians
 from aubench.faces.region_model import RegionModel
 
@@ -50,3 +53,4 @@ register_region_model(FaceBlobs())
 register_region_model(Belharbi2024Regions())
 register_region_model(LandmarkGaussians())
 register_region_model(GenericFaceBlobs())
+register_region_model(Belharbi2024Reference())
