@@ -1,7 +1,9 @@
 """The ``aubench`` command line.
 
 Commands: ``synth`` (export the built-in synthetic AU faces with a preview grid), ``train``
-(baseline or AU-guided training, see :mod:`aubench.train`), ``landmarks`` (compute and cache
+(baseline or AU-guided training, see :mod:`aubench.train`), ``run`` (a suite), ``evaluate``
+(score your own model or precomputed maps, see :mod:`aubench.bench.api`), ``report``,
+``check``, ``landmarks`` (compute and cache
 68 landmarks for a dataset, see :mod:`aubench.landmarks.cache`) and ``list``
 (codebooks, region models, expressions, action units, a model's layers). Errors in user input
 exit with status 2 and one line naming the problem.
@@ -181,6 +183,85 @@ def _run(args: argparse.Namespace) -> None:
     print(f"results: {run}\nreport:  {report / 'report.md'}")
 
 
+#: ``aubench evaluate`` flags that are model card keys (the card file's values give way to them).
+CARD_FLAGS = ("input_size", "channels", "mean", "std", "classes", "layers", "crop", "output")
+#: Card keys (and other flags) that describe a model, not precomputed maps.
+MODEL_ONLY = ("channels", "mean", "std", "classes", "layers", "output", "checkpoint")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    """``aubench evaluate``: a one-model suite, run like ``aubench run`` (see the API)."""
+    from aubench.bench.api import evaluation_suite, notes
+    from aubench.bench.runner import run_suite
+    from aubench.bench.summary import headline
+
+    given = {key: getattr(args, key) for key in CARD_FLAGS if getattr(args, key) is not None}
+    if args.maps is not None:
+        model_only = [k for k in MODEL_ONLY if getattr(args, k) is not None]
+        model_only += ["strict"] if args.strict == "false" else []
+        model_only += [k for k in ("explainers", "controls") if getattr(args, k) is not None]
+        if model_only:
+            flags = ", ".join("--" + k.replace("_", "-") for k in model_only)
+            raise ValueError(f"{flags}: for --model only; maps are scored as they are")
+    elif args.skip_bad_maps:
+        raise ValueError("--skip-bad-maps: for --maps only")
+    suite = evaluation_suite(
+        args.data,
+        model=args.model,
+        maps=args.maps,
+        checkpoint=args.checkpoint,
+        card=args.card,
+        card_overrides={key: _card_value(key, value) for key, value in given.items()},
+        name=args.name,
+        strict=args.strict == "true",
+        skip_bad_maps=args.skip_bad_maps,
+        explainers=_names(args.explainers),
+        controls=_names(args.controls),
+        metrics=_names(args.metrics),
+        split=args.split,
+        batch_size=args.batch_size,
+        max_images=args.max_images,
+        target=args.target,
+        samples_per_class=args.samples_per_class,
+        bootstrap=args.bootstrap,
+    )
+    run = run_suite(
+        suite, out=args.out, runs_root=args.runs_root, device=args.device, progress=not args.quiet
+    )
+    print(headline(run))
+    for line in notes(run):
+        print(f"note: {line}")
+    print(f"results: {run}\nreport:  aubench report {run}; CI: aubench check {run} --baseline B")
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated flag as names; ``none`` (or empty) is no name at all."""
+    if text is None:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    return () if names in ((), ("none",)) else names
+
+
+def _card_value(key: str, text: str) -> object:
+    """A card flag's text as the card key's value: ``--input-size 48`` or ``48x64``,
+    ``--mean 0.5`` or ``0.485,0.456,0.406``; the others as given."""
+    if key == "input_size":
+        sides = text.lower().replace(",", "x").split("x")
+        if not all(side.strip().isdigit() for side in sides) or len(sides) > 2:
+            raise ValueError(f"--input-size {text!r}: expected a side (48) or HxW (48x64)")
+        return int(sides[0]) if len(sides) == 1 else [int(side) for side in sides]
+    if key in ("mean", "std"):
+        try:
+            return [float(part) for part in text.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--{key} {text!r}: expected numbers, e.g. 0.5 or 0.5,0.5,0.5"
+            ) from None
+    if key == "channels":
+        return int(text)
+    return text
+
+
 def _submit(args: argparse.Namespace, overrides: list[str]) -> None:
     """``run --executor``: train and evaluate the suite as submitit jobs and wait for them."""
     from aubench.bench.executor import JobFailed, submit_suite, wait
@@ -303,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
 
+    _add_evaluate(commands)
+
     check = commands.add_parser(
         "check", help="compare a run with a committed baseline; exit 1 on a regression"
     )
@@ -413,6 +496,66 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--variants", help="comma-separated variants to show (default all)")
     report.set_defaults(handler=_report)
     return parser
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` command's flags."""
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score your own model or precomputed maps; writes a run folder like `aubench run`",
+        description="Score a model (never trained) or a folder/file of maps against the AU "
+        "heatmaps of a dataset. The run folder is `aubench run`'s: `aubench report` and "
+        "`aubench check` read it; re-running resumes.",
+    )
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model",
+        metavar="SPEC",
+        help="timm:NAME, FILE.py:FACTORY, package.module:FACTORY, a TorchScript or .pt2 file",
+    )
+    source.add_argument(
+        "--maps", metavar="PATH", help="maps: a folder of <image id>.npy|.png, or .npz/.pt/.parquet"
+    )
+    evaluate.add_argument("--data", required=True, help="dataset spec NAME:PATH")
+    evaluate.add_argument("--checkpoint", help="weights file (state dict, safetensors, best.pt)")
+    evaluate.add_argument(
+        "--strict",
+        default="true",
+        choices=["true", "false"],
+        help="false: load the checkpoint's matching tensors and say what was skipped",
+    )
+    evaluate.add_argument("--name", help="model name in results (default: from the SPEC)")
+    card = evaluate.add_argument_group("model card (flags override the --card file's keys)")
+    card.add_argument("--card", help="model card YAML file")
+    card.add_argument("--input-size", help="input side in px (48), or HxW (square only)")
+    card.add_argument("--channels", choices=["1", "3"], help="1 grey, 3 RGB")
+    card.add_argument("--mean", help="per-channel mean on [0, 1] pixels (0.5 or 0.5,0.5,0.5)")
+    card.add_argument("--std", help="per-channel std (with --mean; both omitted: ImageNet's)")
+    card.add_argument("--classes", help="the model's output classes, in order, comma-separated")
+    card.add_argument("--layers", help="layers to explain: module names, feature:N, stage:N")
+    card.add_argument("--crop", choices=["align", "as-is"], help="face crop the model expects")
+    card.add_argument("--output", choices=["logits", "probabilities"], help="what it returns")
+    evaluate.add_argument(
+        "--explainers", help="comma-separated (default attention,cam,gradcam; none: no explainer)"
+    )
+    evaluate.add_argument("--controls", help="control maps (default random,centre,generic-face)")
+    evaluate.add_argument("--metrics", help="comma-separated metrics (default cosine)")
+    evaluate.add_argument("--split", default="test", choices=["test", "val"])
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--max-images", type=int, help="score the first N images only")
+    evaluate.add_argument("--target", default="gt", choices=["gt", "pred"], help="class explained")
+    evaluate.add_argument("--samples-per-class", type=int, default=2, help="faces kept for figures")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="replicates for the CIs")
+    evaluate.add_argument(
+        "--skip-bad-maps",
+        action="store_true",
+        help="maps: score the rest when some are missing or unusable (counted by reason)",
+    )
+    evaluate.add_argument("--out", help="run folder (default runs/evaluate-<name>-<hash>)")
+    evaluate.add_argument("--runs-root", default="runs", help="where default run folders go")
+    evaluate.add_argument("--device", help="cpu, cuda, cuda:1 … (default auto)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=_evaluate)
 
 
 def user_message(err: BaseException) -> str:

@@ -1,9 +1,11 @@
 """pytest plugin (entry point ``pytest11``): the ``aubench_check`` fixture gates a test on a run.
 
-Example::
+Example, on a suite's run or on a model evaluated as it is (README, "CI for your model")::
 
-    def test_maps_still_look_at_the_aus(aubench_check):
-        aubench_check("runs/quick", "reports/baseline.json")   # fails with the diff table
+    def test_maps_still_look_at_the_aus(aubench_check, tmp_path):
+        table, run = aubench.evaluate("my_fer/net.py:build", "folder:tests/data/faces",
+                                      checkpoint="net.pth", card="net.yaml", out=tmp_path / "run")
+        aubench_check(run, "tests/aubench-baseline.json")   # fails with the diff table
 """
 
 from __future__ import annotations

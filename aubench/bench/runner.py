@@ -10,6 +10,16 @@ it finishes, so an interrupted run, restarted, skips finished cells and loses no
 results table is assembled once every cell is present. Under ``torchrun`` the processes share
 each cell instead: rank r scores images r, r + world, …, and rank 0 merges the per-image scores
 before aggregating, so the table equals a single process's.
+
+Models a suite evaluates as they are (:class:`~aubench.bench.suite.ExternalModel`: a model SPEC
+with its checkpoints and card, or precomputed maps) are cells too, one per checkpoint, at the
+suite's first seed, never trained: scored by the same loop (:mod:`aubench.bench.external`) or the
+maps scorer (:mod:`aubench.bench.precomputed`), and written the same way. What each such cell
+was scored with (the model's form and load report, the card, the crop and where the landmarks
+came from, the maps' matching, post-processing and problems) is kept beside it
+(``cells/<cell>.info.json``) and goes into the manifest's ``models``; the files it depends on
+are fingerprinted (``cells/<cell>.source``), so a changed checkpoint is never reported under
+old results.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -37,6 +48,15 @@ from aubench.bench.evaluate import (
     merge_stores,
     write_long_per_image,
 )
+from aubench.bench.external import (
+    adapted,
+    check_producers,
+    entry_card,
+    eval_config,
+    evaluate_external,
+    source_fingerprint,
+)
+from aubench.bench.precomputed import match_maps, score_given_maps
 from aubench.bench.results import (
     RESULT_COLUMNS,
     per_image_file,
@@ -45,7 +65,7 @@ from aubench.bench.results import (
     write_results,
     write_samples,
 )
-from aubench.bench.suite import Suite, SuiteError
+from aubench.bench.suite import ExternalModel, Suite, SuiteError
 from aubench.explain import explain
 from aubench.faces.landmarks import MEAN_FACE
 from aubench.io import FolderLock, is_empty_folder, write_atomic
@@ -60,13 +80,23 @@ from aubench.train.model import build_model
 
 @dataclass(frozen=True)
 class Cell:
-    """One (model, variant, seed) trained by ``config`` and evaluated on ``split``."""
+    """One (model, variant, seed) trained by ``config`` and evaluated on ``split``; for a model
+    evaluated as it is, ``entry`` with ``checkpoint``, and ``config`` its evaluation config."""
 
     model: str
     variant: str
     seed: int
     split: str
     config: TrainConfig
+    entry: ExternalModel | None = None
+    checkpoint: str | None = None
+
+    @property
+    def given(self) -> str:
+        """What a cell given as it is scores: its maps, or its SPEC and checkpoint."""
+        if self.entry is None:
+            return ""
+        return self.entry.maps or " ".join(filter(None, [self.entry.model, self.checkpoint]))
 
     @property
     def key(self) -> str:
@@ -83,24 +113,35 @@ class Cell:
 
 
 def plan(suite: Suite) -> list[Cell]:
-    """Every evaluation cell of ``suite``, in a fixed order (models, variants, seeds)."""
-    return [
-        Cell(model, variant.name, seed, suite.eval.split, suite.train_config(model, variant, seed))
-        for model in suite.models
+    """Every evaluation cell of ``suite``, in a fixed order: trained models × variants × seeds,
+    then each model evaluated as it is × its checkpoints (at the first seed)."""
+    split, seed = suite.eval.split, suite.seeds[0]
+    trained = [
+        Cell(model, variant.name, seed, split, suite.train_config(model, variant, seed))
+        for model in suite.trained_models
         for variant in suite.variants
         for seed in suite.seeds
     ]
+    given = [
+        Cell(entry.name, variant, seed, split, eval_config(suite, entry, seed), entry, checkpoint)
+        for entry in suite.external_models
+        for variant, checkpoint in entry.variants()
+    ]
+    return trained + given
 
 
 def check_suite(suite: Suite) -> None:
     """Fail fast, before anything is trained, when a suite asks for what its models cannot do.
 
-    Each model is built untrained on the CPU; every guided variant's aligned layers are resolved,
-    and every explainer and control is run at its layers (:meth:`Suite.layers_of`) on one random
-    image of the training size. Raises :class:`SuiteError` naming the model, the explainer and
-    its layers, e.g. CAM asked for a layer that does not feed the global average pool.
+    Each trained model is built untrained on the CPU; every guided variant's aligned layers are
+    resolved, and every explainer and control is run at its layers (:meth:`Suite.layers_of`) on
+    one random image of the training size. Each model evaluated as it is is loaded with each of
+    its checkpoints, its card applied, and run the same way at the card's size and layers; maps
+    are matched to the split's images and checked to have a metric they can be scored with.
+    Raises :class:`SuiteError` naming the model, the explainer and its layers, e.g. CAM asked
+    for a layer that does not feed the global average pool.
     """
-    for model_name in suite.models:
+    for model_name in suite.trained_models:
         configs = [suite.train_config(model_name, v, suite.seeds[0]) for v in suite.variants]
         config = configs[0]
         model = build_model(config.replace(pretrained=None), 7).eval()
@@ -110,17 +151,37 @@ def check_suite(suite: Suite) -> None:
                     resolve_layers(model, list(guided.layers))
                 except (ValueError, KeyError) as err:
                     raise SuiteError(f"{model_name}, variant {variant.name!r}: {err}") from None
-        image = torch.randn(1, 3, config.size, config.size)
-        face = torch.as_tensor(MEAN_FACE, dtype=torch.float32)[None] * config.size
-        for name in (*suite.explainers, *suite.controls):
-            layers = list(suite.layers_of(name))
-            try:
-                explain(model, image, [0], layers, [name], landmarks=face)
-            except (ValueError, KeyError, RuntimeError) as err:
-                hint = ""
-                if name not in suite.explainer_layers and len(suite.layers) > 1:
-                    hint = f" (give it its own layers: explainer_layers: {{{name}: [...]}})"
-                raise SuiteError(f"{model_name}: {name} at {layers}: {err}{hint}") from None
+        _check_producers(suite, model_name, model, config.size, suite.layers)
+    for entry in suite.external_models:
+        card = entry_card(entry)
+        if entry.maps is not None:
+            config = eval_config(suite, entry, suite.seeds[0])
+            match_maps(entry, config, _eval_settings(suite, suite.eval.split))
+            continue
+        classes = suite.train.get("num_classes") or 7
+        for _, checkpoint in entry.variants():
+            with adapted(entry, checkpoint, card, classes) as (model, net):
+                check_producers(entry, model, [*suite.explainers, *suite.controls])
+                layers = card.layers or suite.layers
+                _check_producers(suite, entry.name, net.eval(), card.input_size[0], layers)
+
+
+def _check_producers(
+    suite: Suite, model_name: str, model: torch.nn.Module, size: int, layers: tuple[str, ...]
+) -> None:
+    """Run every explainer and control of ``suite`` at its layers (``explainer_layers``, else
+    ``layers``) on one random image of side ``size``; :class:`SuiteError` names the failure."""
+    image = torch.randn(1, 3, size, size)
+    face = torch.as_tensor(MEAN_FACE, dtype=torch.float32)[None] * size
+    for name in (*suite.explainers, *suite.controls):
+        specs = list(suite.explainer_layers.get(name, layers))
+        try:
+            explain(model, image, [0], specs, [name], landmarks=face)
+        except (ValueError, KeyError, RuntimeError) as err:
+            hint = ""
+            if name not in suite.explainer_layers and len(layers) > 1:
+                hint = f" (give it its own layers: explainer_layers: {{{name}: [...]}})"
+            raise SuiteError(f"{model_name}: {name} at {specs}: {err}{hint}") from None
 
 
 def suite_hash(suite: Suite) -> str:
@@ -135,6 +196,9 @@ def describe_plan(suite: Suite, runs_root: Path) -> str:
     lines = [f"suite {suite.name} ({suite_hash(suite)}): {len(cells)} cells"]
     to_train = 0
     for cell in cells:
+        if cell.entry is not None:
+            lines.append(f"  {cell.key:<48} {'evaluate as given':<18} {cell.given}")
+            continue
         folder = model_dir(runs_root, cell.config)
         cached = (folder / "best.pt").is_file()
         to_train += not cached
@@ -224,6 +288,7 @@ def _run_cells(
     distributed.barrier()
     cells = plan(suite)
     check_cells_data(run, cells)
+    check_cells_sources(run, cells)
     started = time.perf_counter()
     index, count = shard
     for cell in cells[index::count]:
@@ -255,32 +320,29 @@ def _evaluate_cell(
     info: distributed.DistInfo,
     progress: bool,
 ) -> None:
-    """Train the cell's model if missing, score this process's share of its images, and (rank 0)
-    merge, aggregate and write the cell's files; ``cells/<key>.parquet`` is written last."""
-    folder = model_dir(runs_root, cell.config)
-    if not is_trained(folder):
-        fit(cell.config, out=folder, device=str(device), progress=progress and info.main)
-    model, config, _ = load_trained(folder, device)
+    """Train the cell's model if missing (or load the model or maps given as they are), score this
+    process's share of its images, and (rank 0) merge, aggregate and write the cell's files;
+    ``cells/<key>.parquet`` is written last."""
     meta = cell.as_dict(suite.name)
     part = ScoreStore(run / "cells" / f".{cell.key}.scores.rank{info.rank}.parquet")
-    samples, dataset = evaluate_model(
-        model,
-        config,
-        split=cell.split,
-        explainers=suite.explainers,
-        controls=suite.controls,
-        layers=suite.layers,
-        metrics=suite.metrics,
-        explainer_layers=suite.explainer_layers,
-        batch_size=suite.eval.batch_size,
-        target=suite.eval.target,
-        max_images=suite.eval.max_images,
-        samples_per_class=suite.eval.samples_per_class,
-        device=device,
-        progress=progress and info.main,
-        store=part,
-        shard=(info.rank, info.world),
-    )
+    settings = _eval_settings(suite, cell.split)
+    shown = progress and info.main
+    common = {"device": device, "store": part, "shard": (info.rank, info.world), "progress": shown}
+    details = None
+    if cell.entry is None:
+        folder = model_dir(runs_root, cell.config)
+        if not is_trained(folder):
+            fit(cell.config, out=folder, device=str(device), progress=shown)
+        model, config, _ = load_trained(folder, device)
+        samples, dataset = evaluate_model(model, config, **settings, **common)
+    elif cell.entry.maps is not None:
+        samples, dataset, details = score_given_maps(
+            cell.entry, cell.config, settings=settings, **common
+        )
+    else:
+        samples, dataset, details = evaluate_external(
+            cell.entry, cell.checkpoint, cell.config, settings=settings, **common
+        )
     distributed.barrier()
     if info.main:
         parts = [
@@ -297,10 +359,31 @@ def _evaluate_cell(
         )
         rows = pd.concat([rows, dataset_rows(dataset, meta, count_valid(wide))], ignore_index=True)
         write_atomic(cell_data_file(run, cell), _eval_fingerprint(cell).encode())
+        if cell.entry is not None:
+            fingerprint = source_fingerprint(cell.entry, cell.checkpoint)
+            write_atomic(cell_source_file(run, cell), fingerprint.encode())
+            write_atomic(cell_info_file(run, cell), json.dumps(details, default=str).encode())
         _write_parquet(cell_file(run, cell), rows)  # last: marks it finished
         for path in [*parts, wide]:
             path.unlink()
     distributed.barrier()
+
+
+def _eval_settings(suite: Suite, split: str) -> dict[str, Any]:
+    """The suite's evaluation settings, as :func:`~aubench.bench.evaluate.evaluate_model`'s
+    keyword arguments (every kind of cell is scored with them)."""
+    return {
+        "split": split,
+        "explainers": suite.explainers,
+        "controls": suite.controls,
+        "layers": suite.layers,
+        "metrics": suite.metrics,
+        "explainer_layers": suite.explainer_layers,
+        "batch_size": suite.eval.batch_size,
+        "target": suite.eval.target,
+        "max_images": suite.eval.max_images,
+        "samples_per_class": suite.eval.samples_per_class,
+    }
 
 
 def prepare_run_folder(run: Path, suite: Suite) -> None:
@@ -360,21 +443,18 @@ def _manifest(
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
+    details = {c.key: _cell_details(run, c) for c in cells if c.entry is not None}
+    given = [name for info in details.values() for name in info.get("layers", ())]
     return {
         "suite": suite.dump(),
         "suite_hash": suite_hash(suite),
         "seeds": list(suite.seeds),
-        "layers": _resolved_layers(suite),
-        "variants": {
-            v.name: {
-                "guided": v.guided,
-                "lam": v.lam if v.guided else 0.0,
-                "layers": list(v.layers or suite.train_config(suite.models[0], v, 0).layers),
-                "loss": v.loss,
-            }
-            for v in suite.variants
+        "layers": list(dict.fromkeys([*_resolved_layers(suite), *given])),
+        "variants": _variants(suite),
+        "models": {
+            c.key: details[c.key] if c.entry is not None else str(model_dir(runs_root, c.config))
+            for c in cells
         },
-        "models": {c.key: str(model_dir(runs_root, c.config)) for c in cells},
         "metrics": _metric_metadata(metric_names),
         "versions": packages | {"python": platform.python_version()},
         "git_commit": _git_commit(),
@@ -383,12 +463,52 @@ def _manifest(
     }
 
 
+def _variants(suite: Suite) -> dict[str, dict[str, Any]]:
+    """The manifest's variants: the trained ones (when the suite trains a model), then each
+    checkpoint of the models evaluated as they are. A model's first checkpoint is its reference
+    (``guided`` false, so the report tests the others against it, like guided variants against
+    the baseline); the others are ``guided`` true and name it as ``compared_to``."""
+    variants = {}
+    if suite.trained_models:
+        for v in suite.variants:
+            config = suite.train_config(suite.trained_models[0], v, 0)
+            variants[v.name] = {
+                "guided": v.guided,
+                "lam": v.lam if v.guided else 0.0,
+                "layers": list(v.layers or config.layers),
+                "loss": v.loss,
+            }
+    for entry in suite.external_models:
+        names = [name for name, _ in entry.variants()]
+        for k, name in enumerate(names):
+            variants.setdefault(
+                name,
+                {
+                    "guided": k > 0,
+                    "lam": 0.0,
+                    "layers": [],
+                    "loss": "",
+                    "evaluated_as_given": True,
+                    "compared_to": names[0] if k else None,
+                },
+            )
+    return variants
+
+
+def _cell_details(run: Path, cell: Cell) -> dict[str, Any]:
+    """What a cell of a model evaluated as it is was scored with (``cells/<cell>.info.json``)."""
+    path = cell_info_file(run, cell)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _resolved_layers(suite: Suite) -> list[str]:
     """The module names the suite's layer specs denote (its ``layers``, then any explainer's
-    own), over every model, in suite order."""
+    own), over every trained model, in suite order."""
     specs = dict.fromkeys([*suite.layers, *(s for v in suite.explainer_layers.values() for s in v)])
     names: dict[str, None] = {}
     for cell in plan(suite):
+        if cell.entry is not None:
+            continue
         model = build_model(cell.config.replace(pretrained=None), 7)
         names.update(dict.fromkeys(resolve_layers(model, list(specs))))
     return list(names)
@@ -416,6 +536,32 @@ def _eval_fingerprint(cell: Cell) -> str:
 def cell_data_file(run: Path, cell: Cell) -> Path:
     """The content fingerprint of the data a finished cell was evaluated on."""
     return run / "cells" / f"{cell.key}.data"
+
+
+def cell_source_file(run: Path, cell: Cell) -> Path:
+    """The fingerprint of the files a finished cell of a model given as it is depended on."""
+    return run / "cells" / f"{cell.key}.source"
+
+
+def cell_info_file(run: Path, cell: Cell) -> Path:
+    """What a finished cell of a model given as it is was scored with (JSON)."""
+    return run / "cells" / f"{cell.key}.info.json"
+
+
+def check_cells_sources(run: Path, cells: list[Cell]) -> None:
+    """Refuse a run folder whose finished cells of models given as they are were scored with
+    files (model file, checkpoint, card, maps) that have changed since."""
+    for cell in cells:
+        stored = cell_source_file(run, cell)
+        if cell.entry is None or not stored.is_file():
+            continue
+        now = source_fingerprint(cell.entry, cell.checkpoint)
+        if stored.read_text() != now:
+            raise FileExistsError(
+                f"{run} holds results of other files: cell {cell.key} was scored with {cell.given} "
+                f"(and its card) of fingerprint {stored.read_text()}, which is now {now} (a file "
+                "was replaced or edited); choose another --out"
+            )
 
 
 def check_cells_data(run: Path, cells: list[Cell]) -> None:

@@ -3,8 +3,11 @@
 A suite names the data, the models, the baseline/guided variants (λ, layers, loss), the training
 settings shared by every model (any :class:`~aubench.train.config.TrainConfig` field), the
 explainers, the layers to score (``explainer_layers`` gives an explainer its own), the metrics,
-the controls, the aggregation, the seeds and the evaluation settings. Built-in suites ship in
-``aubench/bench/suites/*.yaml`` (:func:`list_suites`); a path to a YAML file works the same way.
+the controls, the aggregation, the seeds and the evaluation settings. Besides timm names to
+train, ``models`` may list models to evaluate as they are, never trained
+(:class:`ExternalModel`: a model SPEC with its checkpoint(s) and model card, or a folder or file
+of precomputed maps). Built-in suites ship in ``aubench/bench/suites/*.yaml``
+(:func:`list_suites`); a path to a YAML file works the same way.
 ``--set key=value`` overrides any field by its dotted path (``--set train.epochs=2``,
 ``--set models=[resnet18,resnet50]``, ``--set explainer_layers.cam=[stage:5]``); values are
 parsed as YAML. Before anything is trained, :func:`aubench.bench.runner.check_suite` builds each
@@ -18,19 +21,31 @@ unknown keys, explainers and metrics.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aubench.train.config import TrainConfig
 
 BUILTIN_SUITES = resources.files("aubench.bench") / "suites"
 #: The control explainers every comparison can include (DESIGN: random, centre, generic face).
 CONTROLS = ("random", "centre", "generic-face")
+#: The variant name of an external model evaluated from one checkpoint (or of given maps).
+EVALUATED = "evaluated"
 #: Fields added after suites were first written, dumped only when set (see :meth:`Suite.dump`).
 _LATER = {"explainer_layers"}
 
@@ -41,6 +56,66 @@ class SuiteError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class ExternalModel(_Strict):
+    """A model the suite evaluates as it is, never trains: ``model`` (a SPEC of
+    :func:`aubench.models.load_model`) with ``checkpoint`` and ``card``, or ``maps`` (a folder or
+    file of precomputed maps, :mod:`aubench.bench.precomputed`). Its variants are its
+    checkpoints: one (variant :data:`EVALUATED`), or a mapping ``{variant: checkpoint}`` whose
+    first entry is the reference the others are tested against (before/after a change)."""
+
+    name: str = Field(description="the model's name in results and reports")
+    model: str | None = Field(None, description="timm:NAME, FILE.py:FACTORY, pkg.mod:FACTORY, …")
+    maps: str | None = Field(None, description="precomputed maps: a folder, .npz, .pt or Parquet")
+    checkpoint: str | dict[str, str] | None = Field(
+        None, description="weights file, or {variant: weights file} compared as variants"
+    )
+    card: str | dict[str, Any] | None = Field(None, description="model card: YAML file or keys")
+    strict: bool = Field(True, description="false: load the checkpoint's matching tensors only")
+    skip_bad_maps: bool = Field(
+        False, description="maps: score the rest when maps are missing or unusable (counted)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", value):
+            raise ValueError(
+                "a model name names files: letters, digits and . _ + - only, e.g. my-net"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExternalModel:
+        if (self.model is None) == (self.maps is None):
+            raise ValueError(f"model {self.name!r}: give either model (a SPEC) or maps")
+        if self.maps is not None and (self.checkpoint is not None or not self.strict):
+            raise ValueError(f"model {self.name!r}: checkpoint and strict apply to a model only")
+        if self.model is not None and self.skip_bad_maps:
+            raise ValueError(f"model {self.name!r}: skip_bad_maps applies to maps only")
+        if isinstance(self.checkpoint, dict) and not self.checkpoint:
+            raise ValueError(f"model {self.name!r}: checkpoint: give at least one variant")
+        return self
+
+    def variants(self) -> list[tuple[str, str | None]]:
+        """``(variant, checkpoint)`` of every evaluation, the reference first."""
+        if isinstance(self.checkpoint, dict):
+            return list(self.checkpoint.items())
+        return [(EVALUATED, self.checkpoint)]
+
+
+def _entry_kind(value: Any) -> str:
+    return "trained" if isinstance(value, str) else "external"
+
+
+#: A suite's model: a timm name to train, or a model or maps to evaluate as they are.
+ModelEntry = Annotated[
+    Annotated[str, Tag("trained")] | Annotated[ExternalModel, Tag("external")],
+    Discriminator(_entry_kind),
+]
+#: Union tags in validation error locations, left out of the field paths errors name.
+_TAGS = {"trained", "external"}
 
 
 class Variant(_Strict):
@@ -83,7 +158,9 @@ class Suite(_Strict):
     train: dict[str, Any] = Field(
         default_factory=dict, description="TrainConfig fields shared by every model"
     )
-    models: tuple[str, ...] = ("resnet18",)
+    models: tuple[ModelEntry, ...] = Field(
+        ("resnet18",), description="timm names to train, or models to evaluate as they are"
+    )
     variants: tuple[Variant, ...] = (
         Variant(name="baseline"),
         Variant(name="guided", guided=True),
@@ -123,7 +200,17 @@ class Suite(_Strict):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("models", "seeds", "layers", "explainers", "metrics", "controls")
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, value: tuple) -> tuple:
+        names = [m if isinstance(m, str) else m.name for m in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            shown = ", ".join(repr(name) for name in repeated)
+            raise ValueError(f"{shown} listed more than once; each entry must be unique")
+        return value
+
+    @field_validator("seeds", "layers", "explainers", "metrics", "controls")
     @classmethod
     def _no_duplicates(cls, value: tuple) -> tuple:
         """A repeated model or seed would be evaluated once and counted twice (a "± std over 2
@@ -147,12 +234,31 @@ class Suite(_Strict):
         empty = [name for name, layers in self.explainer_layers.items() if not layers]
         if empty:
             raise ValueError(f"explainer_layers: give at least one layer for {empty}")
-        for variant in self.variants:
-            try:
-                self.train_config(self.models[0], variant, self.seeds[0])
-            except ValueError as err:
-                raise ValueError(f"train/variants: {err}") from None
+        if self.trained_models:  # else the variants are not used
+            for variant in self.variants:
+                try:
+                    self.train_config(self.trained_models[0], variant, self.seeds[0])
+                except ValueError as err:
+                    raise ValueError(f"train/variants: {err}") from None
+            trained = {v.name for v in self.variants}
+            for entry in self.external_models:
+                clash = sorted(trained & {name for name, _ in entry.variants()})
+                if clash:
+                    raise ValueError(
+                        f"models: {entry.name!r} names its checkpoints {clash} like the suite's "
+                        "trained variants; give them other names"
+                    )
         return self
+
+    @property
+    def trained_models(self) -> tuple[str, ...]:
+        """The timm names the suite trains (every variant, every seed)."""
+        return tuple(m for m in self.models if isinstance(m, str))
+
+    @property
+    def external_models(self) -> tuple[ExternalModel, ...]:
+        """The models and maps the suite evaluates as they are."""
+        return tuple(m for m in self.models if isinstance(m, ExternalModel))
 
     def dump(self) -> dict[str, Any]:
         """The resolved suite as JSON-ready data (``suite.json``, the manifest, the hash).
@@ -239,12 +345,13 @@ def suite_from_dict(values: dict[str, Any], source: str = "suite") -> Suite:
 def _describe(err: ValidationError) -> str:
     problems = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "suite"
+        loc = tuple(p for p in e["loc"] if p not in _TAGS)
+        path = ".".join(str(p) for p in loc) or "suite"
         if e["type"] == "extra_forbidden":
-            problems.append(_unknown_key(e["loc"]))
+            problems.append(_unknown_key(loc))
             continue
         message = e["msg"].removeprefix("Value error, ")
-        if not e["loc"]:  # a whole-suite check: the message names the field itself
+        if not loc:  # a whole-suite check: the message names the field itself
             problems.append(message)
         else:
             problems.append(f"{path}: {message} (got {e.get('input')!r})")
@@ -255,11 +362,7 @@ def _unknown_key(loc: tuple) -> str:
     model: type[BaseModel] = Suite
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type)]
-        candidates = [
-            a for a in (annotation, *inner) if isinstance(a, type) and issubclass(a, BaseModel)
-        ]
+        candidates = _models_in(getattr(field, "annotation", None))
         if candidates:
             model = candidates[0]
     key = str(loc[-1])
@@ -267,6 +370,14 @@ def _unknown_key(loc: tuple) -> str:
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     path = ".".join(str(p) for p in loc)
     return f"{path}: unknown field {key!r}{hint}"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds, at any depth (``tuple[Variant, ...]``, unions,
+    ``Annotated``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
 def _apply_override(values: dict[str, Any], override: str, source: str) -> None:
