@@ -9,16 +9,18 @@ and labels), :class:`aubench.data.synthetic.SyntheticFaces` (the built-in datase
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from aubench.version import __version__
+
+__all__ = ["__version__", "evaluate"]
 
 
 def __getattr__(name: str) -> Any:
     """``aubench.evaluate`` (:func:`aubench.bench.api.evaluate`), imported on first use, so that
-    ``import aubench`` (and ``aubench --help``) stays free of torch. Imported by name: the root
-    module is itself imported by the modules below it (for ``__version__``)."""
+    ``import aubench`` (and ``aubench --help``) stays free of torch."""
     if name == "evaluate":
-        return importlib.import_module("aubench.bench.api").evaluate
+        from aubench.bench.api import evaluate
+
+        return evaluate
     raise AttributeError(f"module 'aubench' has no attribute {name!r}")

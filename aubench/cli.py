@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from aubench import __version__
+from aubench.version import __version__
 
 
 def _synth(args: argparse.Namespace) -> None:

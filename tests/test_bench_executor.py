@@ -117,7 +117,6 @@ def test_a_failing_shard_is_named_with_its_log(local_run, tmp_path, capsys):
 
 
 def test_a_failing_training_job_stops_before_any_shard(local_run, tmp_path, capsys):
-    missing = tmp_path / "no-such-folder"
     with pytest.raises(SystemExit) as stop:
         _cli(
             local_run[0],
@@ -126,17 +125,25 @@ def test_a_failing_training_job_stops_before_any_shard(local_run, tmp_path, caps
             "--executor",
             "local",
             "--set",
-            f"data=rafdb:{missing}",
+            "train.batch_size=4096",  # more than the training split: fit fails inside the job
             "--set",
             "variants=[{name: baseline}]",
         )
     assert stop.value.code == 1
     error = capsys.readouterr().err
-    assert re.search(r"1 of 1 job\(s\) failed:\ntraining of resnet18-baseline-\w+ \(job", error)
-    assert str(missing) in error and not re.search(r"shard \d+/\d+", error)
+    assert re.search(r"1 of 1 job\(s\) failed:\ntraining of resnet18-baseline-[\w-]+ \(job", error)
+    assert "batch_size 4096 exceeds" in error and not re.search(r"shard \d+/\d+", error)
     assert not (tmp_path / "run" / "cells").exists()
     (log,) = re.findall(r"log: (\S+)", error)
     assert Path(log).is_file()
+
+
+def test_missing_data_fails_before_any_job_is_submitted(local_run, tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    argv = ["--executor", "local", "--set", f"data=rafdb:{missing}"]
+    assert _cli(local_run[0], tmp_path / "runs", tmp_path / "run", *argv) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not list((tmp_path / "run").rglob("*_log.*"))  # no job ran
 
 
 def test_slurm_jobs_are_an_array_with_the_requested_resources(local_run, tmp_path, monkeypatch):

@@ -116,7 +116,7 @@ def test_per_image_scores_samples_and_manifest(finished):
     }
     assert manifest["metrics"]["cosine"]["higher_is_better"] is True
     assert manifest["versions"]["torch"].startswith("2.14.1")
-    assert len(manifest["data"]["fingerprint"]) == 12
+    assert len(manifest["data"]["fingerprint"]) == 16  # the evaluated split's content_fingerprint
 
 
 def test_a_killed_run_resumes_and_gives_the_identical_table(finished):

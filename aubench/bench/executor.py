@@ -258,8 +258,9 @@ def _parameters(suite: Suite, executor: str, device: str | None) -> dict[str, An
 
 
 def _untrained(cells: list[Cell], runs_root: Path) -> list[str]:
-    """Run names of the distinct models of ``cells`` not trained yet, in plan order."""
-    folders = dict.fromkeys(model_dir(runs_root, c.config) for c in cells)
+    """Run names of the distinct models of ``cells`` not trained yet, in plan order (given
+    models, which are evaluated and never trained, have none)."""
+    folders = dict.fromkeys(model_dir(runs_root, c.config) for c in cells if c.entry is None)
     return [folder.name for folder in folders if not is_trained(folder)]
 
 

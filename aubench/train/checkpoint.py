@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from aubench import __version__
 from aubench.io import write_atomic
+from aubench.version import __version__
 
 CHECKPOINT_FORMAT = "aubench-train-checkpoint"
 CHECKPOINT_VERSION = 1
