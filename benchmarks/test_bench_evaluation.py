@@ -6,7 +6,8 @@ the landmarks, one no-grad forward for the predictions, every producer of the su
 (``aubench/bench/suites/cam-methods.yaml``: its explainers and controls, at its layers — the
 single-pass methods share one forward + backward, the pytorch-grad-cam and captum adapters run
 after), each map's default post-processing (ReLU where defined, bilinear resize to the image,
-min-max), and the suite's map metrics on every map. The anchor is ``cross_entropy(model(x),
+min-max), and the suite's map metrics on every producer's maps in one call (their stacked
+maps, as the evaluation loop scores them). The anchor is ``cross_entropy(model(x),
 y).backward()`` in eval mode. Rounds alternate anchor / evaluation; the ratio uses medians.
 
 Sizes: ResNet-10-T at 64 px and ResNet-18 at 112 px, batch 64 (large maps, as the suite trains
@@ -23,6 +24,7 @@ import statistics
 import time
 from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 import pytest
 import torch
@@ -80,13 +82,11 @@ class Evaluation:
         self.sections[section] = self.sections.get(section, 0.0) + time.perf_counter() - start
         return result
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, landmarks: torch.Tensor) -> int:
-        """Evaluate the batch; returns the number of scores computed."""
-        self.sections = {}
-        size = tuple(images.shape[-2:])
-        heatmaps, valid = self._timed("heatmaps", lambda: au_heatmaps(landmarks, labels, size))
-        with torch.no_grad():
-            self._timed("predict", lambda: self.model(images).argmax(1))
+    def maps(
+        self, images: torch.Tensor, labels: torch.Tensor, landmarks: torch.Tensor
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Every producer's raw maps of the batch (name → layer → (B, h, w)): the single-pass
+        methods share one pass, the others run after (each timed as its section)."""
         groups: dict[tuple[str, ...], list] = {}  # single-pass methods sharing their layers
         maps = {}
         for name, method in self.methods.items():
@@ -106,17 +106,71 @@ class Evaluation:
                     self.model, images, labels, list(ls), g, landmarks=landmarks
                 ),
             )
+        return maps
+
+    def normalised(self, maps: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:
+        """(P, B, H, W): each producer's maps at each layer post-processed by its default steps,
+        stacked (P = 13 for ``cam-methods``)."""
+        return torch.stack(
+            [
+                self.steps[name](raw.float())
+                for name, per_layer in maps.items()
+                for raw in per_layer.values()
+            ]
+        )
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, landmarks: torch.Tensor) -> int:
+        """Evaluate the batch; returns the number of scores computed."""
+        self.sections = {}
+        size = tuple(images.shape[-2:])
+        heatmaps, valid = self._timed("heatmaps", lambda: au_heatmaps(landmarks, labels, size))
+        with torch.no_grad():
+            self._timed("predict", lambda: self.model(images).argmax(1))
+        maps = self.maps(images, labels, landmarks)
 
         def score() -> int:
-            count = 0
-            for name, per_layer in maps.items():
-                for raw in per_layer.values():
-                    normalised = self.steps[name](raw.float())
-                    scores = score_maps(normalised, heatmaps, valid, self.metrics)
-                    count += sum(s.numel() for s in scores.values())
-            return count
+            scores = score_maps(self.normalised(maps), heatmaps, valid, self.metrics)
+            return sum(s.numel() for s in scores.values())
 
         return self._timed("post + metrics", score)
+
+
+def cam_methods_batch(
+    name: str, size: int, batch: int
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(model, images, labels, landmarks) on :data:`DEVICE`: ``batch`` synthetic test faces at
+    ``size`` px and a fresh timm ``name`` (seed 0, 7 classes, large maps) in eval mode."""
+    faces = SyntheticFaces(batch, size, split="test", seed=0)
+    data = default_collate([faces[i] for i in range(batch)])
+    images, labels, landmarks = (data[k].to(DEVICE) for k in ("image", "label", "landmarks"))
+    torch.manual_seed(0)
+    model = create(name, 7, large_maps=True).to(DEVICE).eval()
+    return model, images, labels, landmarks
+
+
+def alternate(
+    benchmark: Any,
+    anchor: Callable[[], object],
+    timed: Callable[[], object],
+    after_round: Callable[[list[float]], None] | None = None,
+) -> tuple[float, float]:
+    """:data:`ROUNDS` rounds of ``anchor`` then ``timed`` (each synchronised, through
+    ``benchmark.pedantic``); ``after_round`` sees ``timed``'s times so far. Returns the median
+    times (s) of the anchor and of ``timed``."""
+    times: dict[str, list[float]] = {"anchor": [], "timed": []}
+
+    def round_pair() -> None:
+        for side, fn in (("anchor", anchor), ("timed", timed)):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[side].append(time.perf_counter() - start)
+        if after_round is not None:
+            after_round(times["timed"])
+
+    benchmark.pedantic(round_pair, rounds=ROUNDS, warmup_rounds=0)
+    return statistics.median(times["anchor"]), statistics.median(times["timed"])
 
 
 def forward_backward(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -131,39 +185,24 @@ def forward_backward(model: torch.nn.Module, images: torch.Tensor, labels: torch
 def test_cam_methods_evaluation_vs_forward_backward(
     benchmark, harness_info, name: str, size: int, batch: int
 ) -> None:
-    suite = load_cam_methods()
-    faces = SyntheticFaces(batch, size, split="test", seed=0)
-    data = default_collate([faces[i] for i in range(batch)])
-    images, labels, landmarks = (data[k].to(DEVICE) for k in ("image", "label", "landmarks"))
-    torch.manual_seed(0)
-    model = create(name, 7, large_maps=True).to(DEVICE).eval()
-    evaluation = Evaluation(model, size, suite)
-
-    def anchor() -> None:
-        forward_backward(model, images, labels)
-        sync()
-
-    def evaluate() -> None:
-        evaluation(images, labels, landmarks)
-
-    anchor()  # warm-up: allocator, oneDNN/cuDNN kernel choice, lazy imports
+    model, images, labels, landmarks = cam_methods_batch(name, size, batch)
+    evaluation = Evaluation(model, size, load_cam_methods())
+    forward_backward(model, images, labels)  # warm-up: allocator, kernel choice, lazy imports
     scores = evaluation(images, labels, landmarks)
-    times: dict[str, list[float]] = {"anchor": [], "evaluation": []}
     best: dict[str, float] = {}
 
-    def round_pair() -> None:
-        for side, fn in (("anchor", anchor), ("evaluation", evaluate)):
-            sync()
-            start = time.perf_counter()
-            fn()
-            times[side].append(time.perf_counter() - start)
-        if times["evaluation"][-1] == min(times["evaluation"]):
+    def keep_best(times: list[float]) -> None:
+        if times[-1] == min(times):
             best.clear()
             best.update(evaluation.sections)
 
     benchmark.group = f"cam-methods evaluation batch {DEVICE.type}"
-    benchmark.pedantic(round_pair, rounds=ROUNDS, warmup_rounds=0)
-    fb, ev = statistics.median(times["anchor"]), statistics.median(times["evaluation"])
+    fb, ev = alternate(
+        benchmark,
+        lambda: forward_backward(model, images, labels),
+        lambda: evaluation(images, labels, landmarks),
+        keep_best,
+    )
     ratio, images_per_s = ev / fb, batch / ev
     harness_info.update(
         model=name,

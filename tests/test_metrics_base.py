@@ -9,7 +9,7 @@ import torch
 from aubench import metrics
 from aubench.metrics import METRICS, MapBatch, get_metric, score_maps
 from aubench.metrics import base as metrics_base
-from aubench.metrics._ranking import average_ranks, rank_sum2, tie_bounds
+from aubench.metrics._ranking import average_ranks, twice_mean_ranks
 from tests.metrics_reference import nasty_batch
 
 MAP_METRICS = [name for name, m in METRICS.items() if m.kind == "map"]
@@ -83,6 +83,24 @@ def test_score_maps_equals_each_metric_alone(nasty):
         torch.testing.assert_close(together[name], alone, equal_nan=True, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("stack_elements", [1 << 24, 4000])  # one MapBatch; 2 + 2 + 1
+def test_stacked_producers_score_exactly_as_each_alone(nasty, monkeypatch, stack_elements):
+    maps, heat, valid = nasty
+    flipped = maps.flip(-1).contiguous()
+    producers = torch.stack([maps, maps.square(), flipped, torch.zeros_like(maps), maps.round()])
+    monkeypatch.setattr(metrics_base, "STACK_ELEMENTS", stack_elements)
+    together = score_maps(producers, heat, valid)
+    for name in MAP_METRICS:
+        assert together[name].shape == (5, len(maps)), name
+        for p, alone_maps in enumerate(producers):
+            alone = get_metric(name)(alone_maps, heat, valid)
+            torch.testing.assert_close(together[name][p], alone, equal_nan=True, atol=0, rtol=0)
+    direct = metrics.spearman(producers, heat, valid)  # a metric takes stacked maps too
+    torch.testing.assert_close(direct, together["spearman"], equal_nan=True, atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"heatmaps must have the shape of maps \(18, 9, 11\)"):
+        score_maps(producers, heat[:, :, :4], valid)
+
+
 def test_score_maps_passes_mask_threshold_and_options(nasty):
     maps, heat, valid = nasty
     scores = score_maps(
@@ -118,7 +136,9 @@ def test_bad_inputs_raise_errors_naming_the_argument():
     maps = torch.rand(2, 4, 5)
     with pytest.raises(TypeError, match=r"maps must be a torch.Tensor of shape \(B, H, W\)"):
         metrics.cosine(maps.numpy(), maps)
-    with pytest.raises(ValueError, match=r"maps must have shape \(B, H, W\), got \(4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"maps must have shape \(B, H, W\) or \(P, B, H, W\), got \(4, 5\)"
+    ):
         metrics.cosine(maps[0], maps[0])
     with pytest.raises(ValueError, match=r"heatmaps must have the shape of maps \(2, 4, 5\)"):
         metrics.cosine(maps, maps[:, :, :4])
@@ -177,19 +197,33 @@ def test_results_do_not_depend_on_the_chunk_size(nasty, monkeypatch):
 # --- the sort engine ---------------------------------------------------------------------------
 
 
-def test_tie_bounds_and_rank_sums():
+def test_twice_mean_ranks_span_each_tie_group():
     rng = np.random.default_rng(1)
     values = torch.tensor(rng.integers(-3, 4, (7, 50)) / 2, dtype=torch.float32)
     values[0, :3] = torch.tensor([-0.0, 0.0, -0.0])  # −0.0 == 0.0: one tie group
     ordered = values.sort(1).values
-    start, end = tie_bounds(ordered)
+    twice = twice_mean_ranks(ordered)
+    assert twice.dtype == torch.int32
     for row in range(7):
         for i in range(50):
             same = (ordered[row] == ordered[row, i]).nonzero().squeeze(1)
-            assert (start[row, i], end[row, i]) == (same.min(), same.max())
-    bits = torch.tensor(rng.random((7, 50)) > 0.5)
-    expected = (2 * average_ranks(ordered) * bits).sum(1).long()
-    assert torch.equal(rank_sum2(ordered, bits), expected)
+            assert twice[row, i] == same.min() + same.max() + 2
+    assert torch.equal(twice_mean_ranks(ordered[:, :1]), torch.full((7, 1), 2, dtype=torch.int32))
+
+
+def test_threshold_counts_from_the_sort_equal_direct_counts(nasty):
+    maps, heat, valid = nasty
+    batch = MapBatch(maps, heat, valid)
+    rows, mask = batch.sorted_rows(), batch.mask(0.5)
+    flat = batch.maps.view(-1, batch.pixels)
+    for bounds, strict in ((torch.tensor([[-1.0, 0.0, 1 / 3, 0.5, 1.0, 2.0]]), False),
+                           (torch.rand(len(rows), 3, dtype=torch.float64), True)):  # fmt: skip
+        count, inside = batch.count_from(0.5, rows.double(), bounds, strict)
+        edges = bounds[:, None, :]
+        hit = flat.double()[:, :, None] > edges if strict else flat[:, :, None] >= edges
+        assert torch.equal(count.view(len(rows), -1), hit.sum(1))
+        expected = (hit & mask.view(-1, batch.pixels)[:, :, None]).sum(1)
+        assert torch.equal(inside.view(len(rows), -1), expected)
 
 
 def test_average_ranks_equal_scipy_rankdata():

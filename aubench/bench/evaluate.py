@@ -8,13 +8,17 @@ training config's region model and codebook), one forward for the predictions, o
 attention share one forward and one backward pass), each map post-processed by its explainer's
 default steps (ReLU where the method defines one, bilinear resize to the heatmap size, per-map
 min-max), then every metric of the suite on the batch, each kind through its scorer
-(:mod:`aubench.metrics.kinds`), which names its columns.
+(:mod:`aubench.metrics.kinds`), which names its columns; each kind scores every (method, layer)
+of the batch in one call (the map metrics of all producers share one sort of their stacked
+maps, and the heatmap side is computed once), and the batch's scores reach the host in one
+transfer.
 
 Per-image scores stream to a wide Parquet file, one row group per batch (:class:`ScoreStore`),
-so memory holds one batch whatever the dataset size; the per-class aggregation with bootstrap
-CIs (:func:`aubench.metrics.aggregate`) then reads one score column at a time, and the per-image
-long table is written from the same file one row group at a time. A few faces per class are
-kept, with their heatmaps and maps, for the report's figures.
+so memory holds one batch of maps whatever the dataset size; the per-class aggregation with
+bootstrap CIs (:func:`aubench.metrics.aggregate_many`, every score column at once) then reads
+the score columns (scalars), and the per-image long table is written from the same file one
+row group at a time. A few faces per class are kept, with their heatmaps and maps, for the
+report's figures.
 """
 
 from __future__ import annotations
@@ -29,18 +33,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from aubench.bench.results import CLASSIFIER, RESULT_COLUMNS
 from aubench.data.batch import add_heatmaps
 from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD
 from aubench.data.transforms import EvalTransform, TransformedDataset
-from aubench.explain import Explainer, explain, get_explainer
+from aubench.explain import INPUT, Explainer, explain, get_explainer
 from aubench.explain.postprocess import default_postprocess
 from aubench.faces.codebook import EXPRESSIONS
 from aubench.faces.heatmaps import InvalidReason, per_au_heatmaps
-from aubench.metrics import BatchContext, LayerMaps, MapFunction, aggregate, scorers
+from aubench.metrics import BatchContext, LayerMaps, MapFunction, aggregate_many, scorers
 from aubench.models import resolve_layers
 from aubench.train.checkpoint import load_checkpoint
 from aubench.train.config import TrainConfig
@@ -50,6 +54,9 @@ from aubench.train.model import build_model
 #: How control explainers are named in results tables.
 CONTROL_PREFIX = "control:"
 UNDEFINED = "undefined"
+#: The ``pred`` of images scored without a model (precomputed maps): no accuracy rows, no
+#: per-image ``pred`` rows.
+NO_PREDICTION = -1
 
 
 def method_label(name: str, controls: Sequence[str]) -> str:
@@ -77,14 +84,15 @@ def _head_bias_key(weights: dict) -> str:
 class ScoreStore:
     """Per-image scores of one cell, streamed to a wide Parquet file: one row per image with
     ``index``, ``id``, ``label``, ``reason``, ``pred`` and one float32 column per score, named
-    ``method|layer|metric``; one row group per batch. Memory holds one batch; readers take one
-    column at a time."""
+    ``method|layer|metric``; one row group per batch. Memory holds one batch; a batch's scores
+    stay on their device until :meth:`flush` copies them to the host in one transfer."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: pq.ParquetWriter | None = None
         self._batch: dict[str, np.ndarray] = {}
+        self._scores: dict[str, torch.Tensor] = {}
 
     def begin(
         self, index, ids, labels: torch.Tensor, reasons: torch.Tensor, preds: torch.Tensor
@@ -100,9 +108,15 @@ class ScoreStore:
         }
 
     def add(self, key: tuple[str, str, str], scores: torch.Tensor) -> None:
-        self._batch["|".join(key)] = scores.detach().float().cpu().numpy()
+        """Add the (B,) scores of column ``key`` = (method, layer, metric) to the batch."""
+        self._scores["|".join(key)] = scores.detach().float()
 
     def flush(self) -> None:
+        """Write the batch as one row group."""
+        if self._scores:
+            host = torch.stack(list(self._scores.values())).cpu().numpy()
+            self._batch.update(zip(self._scores, host, strict=True))
+            self._scores = {}
         table = pa.table(self._batch)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, table.schema)
@@ -152,6 +166,7 @@ def evaluate_model(
     progress: bool = True,
     store: ScoreStore,
     shard: tuple[int, int] = (0, 1),
+    faces: Dataset | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[tuple[str, str, str], float]]:
     """Score ``model`` on ``split`` of ``config.data`` into ``store``; returns the sample arrays
     (see :mod:`aubench.bench.results` for the sample keys) and the dataset-level metrics
@@ -161,9 +176,13 @@ def evaluate_model(
     Metrics of scope ``model`` (AU occlusion: the model and the AU regions only) are scored
     once per batch, under the ``classifier`` method and layer "".
     ``shard`` = (rank, world) scores the images at positions rank, rank + world, … only
-    (sharded evaluation under torchrun)."""
+    (sharded evaluation under torchrun). ``faces``: the split to score, images in [0, 1] at
+    ``config.size`` (default ``open_split(config, split)``; :mod:`aubench.bench.crops` gives
+    faces cropped as a model card says). Input-level methods (saliency, …) are scored at the
+    pseudo-layer ``input``."""
     device = torch.device(device)
-    data = TransformedDataset(open_split(config, split), EvalTransform(config.size), config.seed)
+    faces = open_split(config, split) if faces is None else faces
+    data = TransformedDataset(faces, EvalTransform(config.size), config.seed)
     count = len(data) if max_images is None else min(max_images, len(data))
     rank, world = shard
     positions = range(rank, count, world)
@@ -174,7 +193,8 @@ def evaluate_model(
     own = explainer_layers or {}
     groups: dict[tuple[str, ...], list[Explainer]] = {}  # resolved layers → methods
     for name, method in zip(producers, methods, strict=True):
-        resolved = tuple(resolve_layers(model, list(own.get(name, layers))))
+        specs = list(own.get(name, layers))
+        resolved = (INPUT,) if method.level == INPUT else tuple(resolve_layers(model, specs))
         groups.setdefault(resolved, []).append(method)
     steps = {m.name: default_postprocess(m, (config.size, config.size)) for m in methods}
     # one set of scorers per (method, layer), created up front: every rank computes the same
@@ -210,18 +230,30 @@ def evaluate_model(
             per_au_heatmaps, landmarks, labels, codebook=config.codebook, regions=config.regions
         )
         context = BatchContext(model, images, targets, heatmaps, valid, regions)
+        keys, produced = [], []
         for method, per_layer in maps.items():
             label = method_label(method, controls)
             for layer, raw in per_layer.items():
                 normalised = steps[method](raw.float())
                 if kept.numel():
                     samples.add_map(label, layer, normalised[kept])
-                produced = LayerMaps(
-                    normalised, _recompute(method, layer, steps[method]), method in controls
+                keys.append((label, layer))
+                produced.append(
+                    LayerMaps(
+                        normalised, _recompute(method, layer, steps[method]), method in controls
+                    )
                 )
-                for scorer in per_map[label, layer]:
-                    for column, values in scorer.update(context, produced).items():
-                        scores.add((label, layer, column), values)
+        # each kind scores every (method, layer) of the batch at once (map metrics: one call)
+        columns: list[dict[str, torch.Tensor]] = [{} for _ in keys]
+        for kind, first in enumerate(per_map[keys[0]] if keys else []):
+            peers = [per_map[key][kind] for key in keys]
+            for mine, scored in zip(
+                columns, type(first).update_together(peers, context, produced), strict=True
+            ):
+                mine |= scored
+        for (label, layer), scored in zip(keys, columns, strict=True):
+            for column, values in scored.items():
+                scores.add((label, layer, column), values)
         for scorer in per_batch:  # properties of the model, not of a map
             for column, values in scorer.update(context, None).items():
                 scores.add((CLASSIFIER, "", column), values)
@@ -305,7 +337,8 @@ def write_long_per_image(wide: Path, cell: dict, out: Path) -> None:
             part = batch.to_pandas()
             base = reason_names[part.reason.to_numpy()]
             pred = part.pred.to_numpy().astype(float)
-            frames = [_frame(cell, part, CLASSIFIER, "", "pred", pred, base)]
+            known = bool((pred != NO_PREDICTION).all())
+            frames = [_frame(cell, part, CLASSIFIER, "", "pred", pred, base)] if known else []
             for method, layer, metric in keys:
                 value = part[f"{method}|{layer}|{metric}"].to_numpy()
                 reason = np.where((base == "valid") & ~np.isfinite(value), UNDEFINED, base)
@@ -341,7 +374,8 @@ def aggregate_cell(
 ) -> pd.DataFrame:
     """The results rows of one cell from its wide score file: accuracy, then every (method,
     layer, metric) per class, macro over non-neutral classes and image-level mean, with
-    bootstrap CIs. Reads one score column at a time."""
+    bootstrap CIs, all columns aggregated at once (:func:`aubench.metrics.aggregate_many`:
+    columns with the same scored images share their bootstrap draws)."""
     scores = pq.ParquetFile(wide)
     head = scores.read(columns=["index", "label", "reason", "pred"])
     order = np.argsort(head["index"].to_numpy(), kind="stable")  # shards merge in any order
@@ -355,25 +389,28 @@ def aggregate_cell(
         rows.append(_row(cell, method, layer, metric, cls, value, *ci, n, excluded))
 
     correct = (preds == labels).astype(float) * 100.0
-    emit(CLASSIFIER, "", "accuracy", "all", correct.mean(), n=len(correct))
-    for c in range(num_classes):
+    predicted = bool((preds != NO_PREDICTION).all())  # precomputed maps: no accuracy rows
+    if predicted:
+        emit(CLASSIFIER, "", "accuracy", "all", correct.mean(), n=len(correct))
+    for c in range(num_classes) if predicted else ():
         mask = labels == c
         if mask.any():
             emit(CLASSIFIER, "", "accuracy", EXPRESSIONS[c], correct[mask].mean(), n=mask.sum())
     valid = reasons == 0
-    for method, layer, metric in score_keys(wide):
-        column = f"{method}|{layer}|{metric}"
-        value = scores.read(columns=[column])[column].to_numpy()[order]
-        result = aggregate(
-            torch.from_numpy(value),
-            torch.from_numpy(labels).long(),
-            torch.from_numpy(valid),
-            torch.from_numpy(reasons).long(),
-            num_classes=num_classes,
-            fill_undefined=fill_undefined,
-            n_boot=n_boot,
-            seed=seed,
-        )
+    keys = score_keys(wide)
+    table = scores.read(columns=["|".join(key) for key in keys])
+    values = np.stack([column.to_numpy() for column in table.columns]) if keys else None
+    results = aggregate_many(
+        torch.from_numpy(values[:, order]) if keys else torch.zeros(0, len(labels)),
+        torch.from_numpy(labels).long(),
+        torch.from_numpy(valid),
+        torch.from_numpy(reasons).long(),
+        num_classes=num_classes,
+        fill_undefined=fill_undefined,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    for (method, layer, metric), result in zip(keys, results, strict=True):
         excluded = sum(result.excluded.values())
         for c in range(num_classes):
             if result.per_class_n[c]:

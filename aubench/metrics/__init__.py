@@ -11,7 +11,7 @@ scores every kind through one interface (:func:`scorers`) and describes every sc
 run writes (:func:`describe_column`).
 """
 
-from aubench.metrics.aggregate import Aggregate, aggregate, bootstrap_ci
+from aubench.metrics.aggregate import Aggregate, aggregate, aggregate_many, bootstrap_ci
 from aubench.metrics.base import (
     CATEGORIES,
     KINDS,
@@ -91,6 +91,7 @@ __all__ = [
     "ScoreAggregator",
     "Scorer",
     "aggregate",
+    "aggregate_many",
     "au_occlusion",
     "average_drop",
     "bootstrap_ci",

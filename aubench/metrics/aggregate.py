@@ -18,7 +18,7 @@ import torch
 
 from aubench.metrics.base import check_valid
 
-__all__ = ["Aggregate", "aggregate", "bootstrap_ci"]
+__all__ = ["Aggregate", "aggregate", "aggregate_many", "bootstrap_ci"]
 
 #: Bootstrap replicates × samples drawn at once (bounds the resampling temporaries).
 _DRAWS_PER_CHUNK = 1 << 22
@@ -87,7 +87,50 @@ def aggregate(
         replicates give the per-class, macro and image-level intervals.
     """
     scores = _as_cpu("scores", scores, torch.float64)
-    rows = scores.shape[0]
+    (result,) = aggregate_many(
+        scores[None],
+        labels,
+        valid,
+        reasons,
+        num_classes=num_classes,
+        neutral=neutral,
+        reason_names=reason_names,
+        fill_undefined=fill_undefined,
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
+    return result
+
+
+def aggregate_many(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor | Iterable[bool] | None = None,
+    reasons: torch.Tensor | None = None,
+    *,
+    num_classes: int | None = None,
+    neutral: int | None = 0,
+    reason_names: Mapping[int, str] | Sequence[str] | None = None,
+    fill_undefined: float | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[Aggregate]:
+    """:func:`aggregate` of each row of ``scores`` (K, N) — K metrics of the same N samples
+    (``labels``, ``valid``, ``reasons`` and the options as :func:`aggregate`) — vectorised
+    over the rows: the rows with the same scored samples share their bootstrap draws (each
+    row's draws are those :func:`aggregate` makes for it alone, from ``seed``), so their
+    means, replicates and quantiles are computed together. Returns one :class:`Aggregate` a
+    row, exactly what :func:`aggregate` returns for it.
+    """
+    scores = torch.as_tensor(scores).detach().cpu()
+    if scores.ndim != 2:
+        raise ValueError(f"scores must have shape (K, N), got {tuple(scores.shape)}")
+    scores = scores.to(torch.float64)
+    if not len(scores):
+        return []
+    rows = scores.shape[1]
     labels = _as_cpu("labels", labels, torch.int64, rows)
     valid = valid.cpu() if isinstance(valid, torch.Tensor) else valid
     flags = check_valid(valid, rows, torch.device("cpu"))
@@ -98,30 +141,39 @@ def aggregate(
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     if fill_undefined is not None:
         scores = torch.where(flags & scores.isnan(), fill_undefined, scores)
-    scored = flags & scores.isfinite()
-    excluded = _excluded(flags, scored, reasons, reason_names, rows)
-
-    values, groups = scores[scored], labels[scored]
-    counts = torch.bincount(groups, minlength=classes)
-    per_class = torch.zeros(classes, dtype=torch.float64).index_add_(0, groups, values) / counts
-    macro_classes = tuple(c for c in range(classes) if c != neutral and counts[c] > 0)
-    macro = per_class[list(macro_classes)].mean().item() if macro_classes else math.nan
-    image_mean = values.mean().item() if len(values) else math.nan
-    class_ci, macro_ci, image_ci = bootstrap_ci(
-        values, groups, classes, macro_classes, n_boot, confidence, seed
-    )
-    return Aggregate(
-        per_class=per_class,
-        per_class_n=counts,
-        per_class_ci=class_ci,
-        macro=macro,
-        macro_ci=macro_ci,
-        macro_classes=macro_classes,
-        image_mean=image_mean,
-        image_ci=image_ci,
-        n_scored=int(scored.sum()),
-        excluded=excluded,
-    )
+    scored = flags & scores.isfinite()  # (K, N)
+    invalid = _invalid_counts(flags, reasons, reason_names, rows)
+    undefined = (flags & ~scored).sum(1).tolist()
+    results: list[Aggregate | None] = [None] * len(scores)
+    patterns, which = torch.unique(scored, dim=0, return_inverse=True)
+    for pattern, members in zip(patterns, _members(which, len(patterns)), strict=True):
+        values, groups = scores[members][:, pattern], labels[pattern]
+        counts = torch.bincount(groups, minlength=classes)
+        per_class = torch.zeros(len(members), classes, dtype=torch.float64)
+        per_class = per_class.index_add_(1, groups, values) / counts
+        macro_classes = tuple(c for c in range(classes) if c != neutral and counts[c] > 0)
+        macro = per_class[:, list(macro_classes)].mean(1) if macro_classes else None
+        image = values.mean(1) if len(groups) else None
+        class_ci, macro_ci, image_ci = bootstrap_ci(
+            values, groups, classes, macro_classes, n_boot, confidence, seed
+        )
+        for k, row in enumerate(members.tolist()):
+            excluded = dict(invalid)
+            if undefined[row]:
+                excluded["undefined"] = undefined[row]
+            results[row] = Aggregate(
+                per_class=per_class[k],
+                per_class_n=counts,
+                per_class_ci=class_ci[k],
+                macro=math.nan if macro is None else macro[k].item(),
+                macro_ci=tuple(macro_ci[k].tolist()),
+                macro_classes=macro_classes,
+                image_mean=math.nan if image is None else image[k].item(),
+                image_ci=tuple(image_ci[k].tolist()),
+                n_scored=len(groups),
+                excluded=excluded,
+            )
+    return results
 
 
 def bootstrap_ci(
@@ -132,57 +184,81 @@ def bootstrap_ci(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-) -> tuple[torch.Tensor, tuple[float, float], tuple[float, float]]:
-    """Percentile intervals from a bootstrap stratified by class.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Percentile intervals from a bootstrap stratified by class, for K score columns of the
+    same samples at once.
 
-    ``values`` (n,) float64 scores and ``groups`` (n,) their classes. Each replicate draws, for
+    ``values`` (…, n) float64 scores and ``groups`` (n,) their classes. Each replicate draws, for
     every class c with n_c samples, n_c of its samples with replacement (all replicates at once,
-    in chunks): replicate b's class mean is ``μ*_bc``, its macro mean the average of ``μ*_bc``
-    over ``macro_classes``, its image mean the average of all drawn values. Returns
-    ``(per-class (C, 2), macro (low, high), image (low, high))``; NaN without samples or when
-    ``n_boot`` is 0.
+    in chunks; the draws depend on ``seed`` and n only, so every column gets those it would get
+    alone): replicate b's class mean is ``μ*_bc``, its macro mean the average of ``μ*_bc`` over
+    ``macro_classes``, its image mean the average of all drawn values. Returns
+    ``(per-class (…, C, 2), macro (…, 2), image (…, 2))`` as (low, high); NaN without samples or
+    when ``n_boot`` is 0.
     """
-    nan_pair = (math.nan, math.nan)
-    class_ci = torch.full((classes, 2), math.nan, dtype=torch.float64)
     if n_boot < 0:
         raise ValueError(f"n_boot must be ≥ 0, got {n_boot}")
-    if n_boot == 0 or len(values) == 0:
-        return class_ci, nan_pair, nan_pair
+    lead, width = values.shape[:-1], values.shape[-1]
+    columns = math.prod(lead)
+    values = values.reshape(columns, width)
+    class_ci = torch.full((columns, classes, 2), math.nan, dtype=torch.float64)
+    macro_ci = torch.full((columns, 2), math.nan, dtype=torch.float64)
+    image_ci = torch.full((columns, 2), math.nan, dtype=torch.float64)
+
+    def shaped() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            class_ci.reshape(*lead, classes, 2),
+            macro_ci.reshape(*lead, 2),
+            image_ci.reshape(*lead, 2),
+        )
+
+    if n_boot == 0 or width == 0:
+        return shaped()
     order = torch.argsort(groups, stable=True)
-    values, groups = values[order], groups[order]
+    values, groups = values[:, order], groups[order]
     counts = torch.bincount(groups, minlength=classes)
     starts = torch.cumsum(counts, 0) - counts
     generator = torch.Generator().manual_seed(seed)
-    step = max(1, _DRAWS_PER_CHUNK // len(values))
+    step = max(1, _DRAWS_PER_CHUNK // width)
+    per_piece = max(1, _DRAWS_PER_CHUNK // (min(step, n_boot) * width))  # columns drawn at once
     class_means, image_means = [], []
     for first in range(0, n_boot, step):
         draws = min(step, n_boot - first)
-        uniform = torch.rand(draws, len(values), generator=generator, dtype=torch.float64)
+        uniform = torch.rand(draws, width, generator=generator, dtype=torch.float64)
         picks = starts[groups] + (uniform * counts[groups]).long().clamp(max=counts[groups] - 1)
-        drawn = values[picks]
-        sums = torch.zeros(draws, classes, dtype=torch.float64).index_add_(1, groups, drawn)
+        sums = torch.zeros(columns, draws, classes, dtype=torch.float64)
+        means = torch.empty(columns, draws, dtype=torch.float64)
+        for piece in range(0, columns, per_piece):
+            part = slice(piece, piece + per_piece)
+            drawn = values[part][:, picks]  # (columns, draws, n)
+            sums[part].index_add_(2, groups, drawn)
+            means[part] = drawn.mean(2)
         class_means.append(sums / counts)
-        image_means.append(drawn.mean(1))
-    replicate = torch.cat(class_means)
+        image_means.append(means)
+    replicate = torch.cat(class_means, 1)  # (columns, n_boot, C)
     levels = torch.tensor([(1 - confidence) / 2, (1 + confidence) / 2], dtype=torch.float64)
     present = counts > 0
-    class_ci[present] = torch.quantile(replicate[:, present], levels, dim=0).T
-    image_ci = tuple(torch.quantile(torch.cat(image_means), levels).tolist())
-    macro_ci = nan_pair
+    class_ci[:, present] = torch.quantile(replicate[..., present], levels, dim=1).permute(1, 2, 0)
+    image_ci = torch.quantile(torch.cat(image_means, 1), levels, dim=1).T
     if macro_classes:
-        macro = replicate[:, list(macro_classes)].mean(1)
-        macro_ci = tuple(torch.quantile(macro, levels).tolist())
-    return class_ci, macro_ci, image_ci
+        macro = replicate[..., list(macro_classes)].mean(2)
+        macro_ci = torch.quantile(macro, levels, dim=1).T
+    return shaped()
 
 
-def _excluded(
+def _members(which: torch.Tensor, patterns: int) -> list[torch.Tensor]:
+    """The row indices (ascending) of each of ``patterns`` groups, from ``which`` (K,)."""
+    order = torch.argsort(which, stable=True)
+    return list(order.split(torch.bincount(which, minlength=patterns).tolist()))
+
+
+def _invalid_counts(
     flags: torch.Tensor,
-    scored: torch.Tensor,
     reasons: torch.Tensor | None,
     names: Mapping[int, str] | Sequence[str] | None,
     rows: int,
 ) -> dict[str, int]:
-    """Reason name → count over the samples that are not scored."""
+    """Reason name → count over the invalid samples (``flags`` false)."""
     excluded: dict[str, int] = {}
     invalid = ~flags
     if reasons is None:
@@ -192,9 +268,6 @@ def _excluded(
     for code, count in zip(*torch.unique(codes, return_counts=True), strict=True):
         name = "invalid" if reasons is None else _reason_name(int(code), names)
         excluded[name] = excluded.get(name, 0) + int(count)
-    undefined = int((flags & ~scored).sum())
-    if undefined:
-        excluded["undefined"] = undefined
     return excluded
 
 

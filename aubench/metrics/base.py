@@ -11,8 +11,10 @@ Mask-based metrics binarise the heatmap as ``heatmap >= mask_threshold`` (defaul
 AU peak; the paper scores only the soft map, so it fixes no threshold) and take that as the AU
 region.
 
-``maps`` may also be a :class:`MapBatch`, built once and shared by several metrics so that the
-flattening, the validity checks, the binarised masks and the per-row sort are computed once
+``maps`` may also be (P, B, H, W), the maps of P producers of the same batch (scores (P, B)),
+or a :class:`MapBatch`, built once and shared by several metrics so that the flattening, the
+validity checks, the binarised masks, the per-row sort and the ranks are computed once — and,
+for stacked maps, everything that depends on the heatmaps alone once for all producers
 (:func:`score_maps` does this for a whole family).
 """
 
@@ -27,6 +29,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from aubench.metrics._ranking import twice_mean_ranks
+
 __all__ = [
     "CATEGORIES",
     "KINDS",
@@ -34,6 +38,8 @@ __all__ = [
     "SCOPES",
     "MapBatch",
     "Metric",
+    "Ranked",
+    "Sorted",
     "get_metric",
     "register",
     "score_maps",
@@ -57,9 +63,13 @@ KINDS = ("map", "per_au", "model", "sanity", "dataset")
 #: What a metric's scores depend on: ``map`` — each (producer, layer)'s maps, scored once per
 #: map; ``model`` — the model and the AU regions only (AU occlusion), scored once per batch.
 SCOPES = ("map", "model")
-#: Elements per chunk of rows for the sorts, ranks and histograms: bounds their temporaries
-#: (a few int64 copies, ~100 MB) while keeping the number of parallel regions small.
+#: Elements per chunk of rows for the sorts and ranks: bounds their temporaries (a few int64
+#: copies, ~100 MB) while keeping the number of parallel regions small.
 CHUNK_ELEMENTS = 1 << 21
+#: Map values scored together by :func:`score_maps` when it is given several producers' maps:
+#: bounds a :class:`MapBatch`'s cached tensors (sort, order, ranks, ~25 bytes a value) to
+#: ~400 MB; 13 producers × 64 maps of 112² fit in one.
+STACK_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -153,12 +163,20 @@ def get_metric(name: str) -> Metric:
 # the shared, validated input
 
 
-class Ranked(NamedTuple):
-    """Each map sorted ascending with its AU mask (one row per sample).
+class Sorted(NamedTuple):
+    """Each map's values sorted ascending: ``values`` (P, B, N) and ``order`` (P, B, N) int64
+    their pixel indices. The order within a tie group is unspecified: users resolve ties by
+    value."""
 
-    ``values`` (B, N) the sorted map values; ``bits`` (B, N) bool the mask in that order;
-    ``inside`` (B, N) int32 the inclusive running count of mask pixels along it. The order within
-    a tie group is unspecified: users resolve ties by value.
+    values: torch.Tensor
+    order: torch.Tensor
+
+
+class Ranked(NamedTuple):
+    """Each map sorted ascending with its AU mask (one row per map).
+
+    ``values`` (P, B, N) the sorted map values; ``bits`` (P, B, N) bool the mask in that order;
+    ``inside`` (P, B, N) int32 the inclusive running count of mask pixels along it.
     """
 
     values: torch.Tensor
@@ -167,14 +185,22 @@ class Ranked(NamedTuple):
 
 
 class MapBatch:
-    """``maps`` and ``heatmaps`` (B, H, W) checked once and flattened to (B, N) rows.
+    """``maps`` (B, H, W) or (P, B, H, W) and ``heatmaps`` (B, H, W) checked once and flattened.
+
+    P > 1 stacks the maps of P producers of the same batch: everything that depends on the
+    heatmaps alone (masks, region sizes, the heatmaps' ranks) is computed once for the B
+    samples and broadcast, and the maps of all producers are sorted in one call. Internally
+    ``maps`` is (P, B, N) (P = 1 for (B, H, W) input) and ``heatmaps`` (1, B, N); per-map
+    tensors are (P, B) and per-sample ones (1, B); :meth:`finish` returns scores (B,) for
+    (B, H, W) input, (P, B) for (P, B, H, W).
 
     Floating inputs keep float32/float64 (the promotion of the two); half precision, integer and
-    bool inputs are computed in float32. ``usable`` (B,) is ``valid`` and every value of the
-    sample's map and heatmap finite; rows with a non-finite value are zeroed, so the shared
-    computations never see NaN, and :meth:`finish` returns NaN for them. ``map_low``,
-    ``map_high`` (B,) are each map's extremes. Derived tensors (masks, the per-row sort) are
-    cached per mask threshold.
+    bool inputs are computed in float32. ``usable`` (P, B) is ``valid`` and every value of the
+    map and of the sample's heatmap finite; a map or heatmap with a non-finite value is zeroed,
+    so the shared computations never see NaN, and :meth:`finish` returns NaN for it.
+    ``map_low``, ``map_high`` (P, B) are each map's extremes. Derived tensors (masks, the sort,
+    the ranks) are cached, per mask threshold where they depend on it. Nothing here waits for
+    the device (no host round trip).
     """
 
     def __init__(
@@ -183,35 +209,36 @@ class MapBatch:
         heatmaps: torch.Tensor,
         valid: torch.Tensor | Iterable[bool] | None = None,
     ):
-        check_tensor("maps", maps, 3, "(B, H, W)")
-        check_tensor("heatmaps", heatmaps, 3, "(B, H, W)")
-        if heatmaps.shape != maps.shape:
+        check_tensor("maps", maps, (3, 4), "(B, H, W) or (P, B, H, W)")
+        check_tensor("heatmaps", heatmaps, (3,), "(B, H, W)")
+        if heatmaps.shape != maps.shape[-3:]:
             raise ValueError(
-                f"heatmaps must have the shape of maps {tuple(maps.shape)}, "
+                f"heatmaps must have the shape of maps {tuple(maps.shape[-3:])}, "
                 f"got {tuple(heatmaps.shape)}"
             )
         if heatmaps.device != maps.device:
             raise ValueError(f"heatmaps are on {heatmaps.device} but maps on {maps.device}")
-        self.shape = tuple(maps.shape)
-        self.dtype = _compute_dtype(maps.dtype, heatmaps.dtype)
-        rows = maps.shape[0]
-        if maps.shape[1] * maps.shape[2] == 0:
+        rows, height, width = heatmaps.shape
+        if height * width == 0:
             raise ValueError(f"maps must have at least one pixel, got shape {tuple(maps.shape)}")
-        self.maps = maps.detach().flatten(1).to(self.dtype)  # scores are not differentiated
-        self.heatmaps = heatmaps.detach().flatten(1).to(self.dtype)
+        self.dtype = _compute_dtype(maps.dtype, heatmaps.dtype)
+        self.score_shape = tuple(maps.shape[:-2])
+        producers = maps.shape[0] if maps.ndim == 4 else 1
+        # scores are not differentiated
+        flat_maps = maps.detach().reshape(producers, rows, height * width).to(self.dtype)
+        flat_heat = heatmaps.detach().reshape(1, rows, height * width).to(self.dtype)
         self.valid = check_valid(valid, rows, maps.device)
         # per-row extremes: NaN and ±inf propagate to them, so they flag non-finite rows too
         # (amin and amax: on CPU, two passes beat one aminmax several times over)
-        extremes = torch.stack(
-            [self.maps.amin(1), self.maps.amax(1), self.heatmaps.amin(1), self.heatmaps.amax(1)]
-        )
-        finite = extremes.isfinite().all(0)
-        self.usable = self.valid & finite
-        if not bool(finite.all()):
-            self.maps = torch.where(finite[:, None], self.maps, 0)
-            self.heatmaps = torch.where(finite[:, None], self.heatmaps, 0)
-            extremes = torch.where(finite, extremes, 0)
-        self.map_low, self.map_high, heat_low, heat_high = extremes
+        map_extremes = torch.stack([flat_maps.amin(-1), flat_maps.amax(-1)])
+        heat_extremes = torch.stack([flat_heat.amin(-1), flat_heat.amax(-1)])
+        map_finite = map_extremes.isfinite().all(0)
+        heat_finite = heat_extremes.isfinite().all(0)
+        self.usable = self.valid & map_finite & heat_finite
+        self.maps = torch.where(map_finite[..., None], flat_maps, 0)
+        self.heatmaps = torch.where(heat_finite[..., None], flat_heat, 0)
+        self.map_low, self.map_high = torch.where(map_finite, map_extremes, 0)
+        heat_low, heat_high = torch.where(heat_finite, heat_extremes, 0)
         self._constant = (self.map_low == self.map_high, heat_low == heat_high)
         self._cache: dict[tuple, Any] = {}
 
@@ -234,12 +261,13 @@ class MapBatch:
     @property
     def pixels(self) -> int:
         """N, the pixels per map."""
-        return self.maps.shape[1]
+        return self.maps.shape[-1]
 
     def finish(self, scores: torch.Tensor, defined: torch.Tensor | None = None) -> torch.Tensor:
-        """``scores`` (B,) in the batch dtype, NaN where not usable or not ``defined``."""
+        """``scores`` (P, B) in the batch dtype, NaN where not usable or not ``defined``;
+        shaped (B,) or (P, B) as the maps were given."""
         keep = self.usable if defined is None else self.usable & defined
-        return torch.where(keep, scores.to(self.dtype), math.nan)
+        return torch.where(keep, scores.to(self.dtype), math.nan).reshape(self.score_shape)
 
     def cached(self, key: tuple, make: Callable[[], Any]) -> Any:
         """``make()``, computed once per ``key`` for this batch."""
@@ -248,48 +276,87 @@ class MapBatch:
         return self._cache[key]
 
     def mask(self, threshold: float) -> torch.Tensor:
-        """(B, N) bool AU region: ``heatmap >= threshold``."""
+        """(1, B, N) bool AU region: ``heatmap >= threshold``."""
         threshold = check_threshold("mask_threshold", threshold)
         return self.cached(("mask", threshold), lambda: self.heatmaps >= threshold)
 
     def mask_weights(self, threshold: float) -> torch.Tensor:
-        """(B, N) the AU region as 0/1 in the batch dtype (for sums and dot products, which
+        """(1, B, N) the AU region as 0/1 in the batch dtype (for sums and dot products, which
         run faster in floating point than on bool tensors)."""
         return self.cached(("weights", threshold), lambda: self.mask(threshold).to(self.dtype))
 
     def mask_size(self, threshold: float) -> torch.Tensor:
-        """(B,) int64 pixels in the AU region (exact: float sums of 0/1 below 2^24)."""
-        return self.cached(("size", threshold), lambda: self.mask_weights(threshold).sum(1).long())
+        """(1, B) int64 pixels in the AU region (exact: float sums of 0/1 below 2^24)."""
+        return self.cached(("size", threshold), lambda: self.mask_weights(threshold).sum(-1).long())
 
     def inside_sum(self, values: torch.Tensor, threshold: float) -> torch.Tensor:
-        """(B,) sum of ``values`` (B, N) over the AU region."""
+        """(P, B) sum of ``values`` (P, B, N) over the AU region."""
         return torch.linalg.vecdot(values, self.mask_weights(threshold))
 
     def positive_maps(self) -> torch.Tensor:
-        """(B, N) ``max(map, 0)``: the maps themselves when none is negative."""
-        negative = bool((self.map_low < 0).any())
-        return self.cached(("relu",), lambda: self.maps.clamp(min=0) if negative else self.maps)
+        """(P, B, N) ``max(map, 0)`` (the maps' values where none is negative)."""
+        return self.cached(("relu",), lambda: self.maps.clamp(min=0))
 
     def constant_maps(self) -> torch.Tensor:
-        """(B,) bool: the map takes a single value."""
+        """(P, B) bool: the map takes a single value."""
         return self._constant[0]
 
     def constant_heatmaps(self) -> torch.Tensor:
-        """(B,) bool: the heatmap takes a single value."""
+        """(1, B) bool: the heatmap takes a single value."""
         return self._constant[1]
 
-    def ranked(self, threshold: float) -> Ranked:
-        """Each map sorted with its mask (:class:`Ranked`), computed in row chunks and cached."""
-        return self.cached(("ranked", threshold), lambda: self._rank(self.mask(threshold)))
+    def sorted_maps(self) -> Sorted:
+        """Each map sorted ascending (:class:`Sorted`), in row chunks, computed once."""
+        return self.cached(("sorted",), self._sort)
 
-    def _rank(self, mask: torch.Tensor) -> Ranked:
-        values = torch.empty_like(self.maps)
-        bits = torch.empty_like(mask)
-        for rows in row_chunks(*self.maps.shape):
-            ordered, perm = self.maps[rows].sort(dim=1)
-            values[rows] = ordered
-            bits[rows] = mask[rows].gather(1, perm)
-        return Ranked(values, bits, bits.cumsum(1, dtype=torch.int32))
+    def ranked(self, threshold: float) -> Ranked:
+        """Each map sorted with its mask (:class:`Ranked`), computed once per threshold."""
+
+        def make() -> Ranked:
+            values, order = self.sorted_maps()
+            bits = self.mask(threshold).expand_as(order).gather(-1, order)
+            return Ranked(values, bits, bits.cumsum(-1, dtype=torch.int32))
+
+        return self.cached(("ranked", threshold), make)
+
+    def twice_ranks(self) -> torch.Tensor:
+        """(P, B, N) int32 twice the 1-based mean rank of each sorted value of
+        :meth:`sorted_maps` (ties share their mean rank), computed once."""
+
+        def make() -> torch.Tensor:
+            values = self.sorted_rows()
+            twice = torch.empty(values.shape, dtype=torch.int32, device=values.device)
+            for rows in row_chunks(*values.shape):
+                twice[rows] = twice_mean_ranks(values[rows])
+            return twice.view(self.maps.shape)
+
+        return self.cached(("twice_ranks",), make)
+
+    def sorted_rows(self) -> torch.Tensor:
+        """(P·B, N) the sorted values of :meth:`sorted_maps`, one row per map."""
+        return self.sorted_maps().values.view(-1, self.pixels)
+
+    def count_from(
+        self, threshold: float, keys: torch.Tensor, bounds: torch.Tensor, strict: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels (P, B, K) of each map whose key is ≥ each of K bounds (> if ``strict``), and
+        how many of them lie in the AU region at ``threshold``: exact counts from the shared
+        sort. ``keys`` (P·B, N) is a non-decreasing function of :meth:`sorted_rows`, computed
+        as the threshold test computes it; ``bounds`` (P·B, K) or (1, K)."""
+        _, _, inside = self.ranked(threshold)
+        bounds = bounds.to(keys.dtype).expand(len(keys), -1).contiguous()
+        first = torch.searchsorted(keys, bounds, right=strict)
+        first = first.view(*self.maps.shape[:-1], bounds.shape[-1])
+        before = torch.where(first > 0, inside.gather(-1, (first - 1).clamp(min=0)), 0)
+        return self.pixels - first, inside[..., -1:].long() - before.long()
+
+    def _sort(self) -> Sorted:
+        flat = self.maps.view(-1, self.pixels)
+        values = torch.empty_like(flat)
+        order = torch.empty(flat.shape, dtype=torch.int64, device=flat.device)
+        for rows in row_chunks(*flat.shape):
+            values[rows], order[rows] = flat[rows].sort(dim=1, stable=True)
+        return Sorted(values.view(self.maps.shape), order.view(self.maps.shape))
 
 
 def score_maps(
@@ -301,15 +368,17 @@ def score_maps(
     mask_threshold: float = 0.5,
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Several map metrics on one batch, sharing the checks, masks and the per-row sort.
+    """Several map metrics on one batch, sharing the checks, masks, the sort and the ranks.
 
-    ``names`` defaults to every registered metric of kind ``map``; ``mask_threshold`` goes to each
-    metric that binarises the heatmap; ``options`` maps a metric name to extra keywords.
-    Returns name → (B,) scores, exactly what each metric function returns on its own.
+    ``maps`` (B, H, W), or (P, B, H, W): the maps of P producers of the same batch, scored
+    together in one :class:`MapBatch` per group of about :data:`STACK_ELEMENTS` map values (the
+    heatmap side is computed once a group). ``names`` defaults to every registered metric of
+    kind ``map``; ``mask_threshold`` goes to each metric that binarises the heatmap; ``options``
+    maps a metric name to extra keywords. Returns name → (B,) scores, or (P, B): exactly what
+    each metric function returns on each producer's (B, H, W) maps alone.
     """
-    batch = MapBatch(maps, heatmaps, valid)
     chosen = [n for n, m in METRICS.items() if m.kind == "map"] if names is None else list(names)
-    scores = {}
+    calls = []
     for name in chosen:
         metric = get_metric(name)
         if metric.kind != "map":
@@ -317,8 +386,18 @@ def score_maps(
         extra = dict((options or {}).get(name, {}))
         if metric.accepts("mask_threshold"):
             extra.setdefault("mask_threshold", mask_threshold)
-        scores[name] = metric(batch, **extra)
-    return scores
+        calls.append((name, metric, extra))
+    groups: list[slice | None] = [None]
+    if isinstance(maps, torch.Tensor) and maps.ndim == 4:
+        per_producer = math.prod(maps.shape[1:])
+        groups = list(row_chunks(len(maps), per_producer, STACK_ELEMENTS)) or [slice(0, 0)]
+    parts = []
+    for group in groups:
+        batch = MapBatch(maps if group is None else maps[group], heatmaps, valid)
+        parts.append({name: metric(batch, **extra) for name, metric, extra in calls})
+    if len(parts) == 1:
+        return parts[0]
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,12 +437,12 @@ def check_threshold(name: str, value: float, low: float = 0.0, high: float = 1.0
     return float(value)
 
 
-def check_tensor(name: str, value: Any, ndim: int, layout: str) -> None:
+def check_tensor(name: str, value: Any, ndim: int | tuple[int, ...], layout: str) -> None:
     """A ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a real tensor of
-    ``ndim`` dimensions (``layout`` spells them out)."""
+    ``ndim`` dimensions (or one of those given; ``layout`` spells them out)."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(value)}")
-    if value.ndim != ndim:
+    if value.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
         raise ValueError(f"{name} must have shape {layout}, got {tuple(value.shape)}")
     if value.is_complex():
         raise TypeError(f"{name} must be real, got dtype {value.dtype}")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 
 from aubench.metrics._ranking import average_ranks
-from aubench.metrics.base import MapBatch, register, row_chunks, safe_ratio
+from aubench.metrics.base import MapBatch, register, safe_ratio
 
 __all__ = ["cosine", "pearson", "spearman"]
 
@@ -40,7 +40,7 @@ def cosine(
     """
     batch = MapBatch.of(maps, heatmaps, valid)
     m, h = batch.maps, batch.heatmaps
-    value, _ = safe_ratio((m * h).sum(1), m.norm(dim=1) * h.norm(dim=1))
+    value, _ = safe_ratio((m * h).sum(-1), m.norm(dim=-1) * h.norm(dim=-1))
     return batch.finish(value.clamp(-1, 1), _non_constant(batch))
 
 
@@ -70,22 +70,23 @@ def spearman(
     (``scipy.stats.spearmanr``'s convention).
 
     (B, H, W) maps and soft heatmaps → (B,) in [−1, 1]; invariant to strictly increasing
-    transforms of either map. NaN for invalid samples and constant maps or heatmaps.
+    transforms of either map. NaN for invalid samples and constant maps or heatmaps. The maps'
+    ranks come from the batch's shared sort (:meth:`MapBatch.twice_ranks`, also behind
+    :func:`~aubench.metrics.point.roc_auc`); the heatmaps' are computed once for all producers.
     """
     batch = MapBatch.of(maps, heatmaps, valid)
-    value = torch.empty(batch.maps.shape[0], dtype=batch.dtype, device=batch.maps.device)
-    for rows in row_chunks(*batch.maps.shape):
-        ranks_m = average_ranks(batch.maps[rows])
-        ranks_h = average_ranks(batch.heatmaps[rows])
-        value[rows] = _pearson_rows(ranks_m, ranks_h)
-    return batch.finish(value, _non_constant(batch))
+    values, order = batch.sorted_maps()
+    ranks_m = torch.empty_like(values).scatter_(-1, order, batch.twice_ranks().to(batch.dtype) / 2)
+    ranks_h = average_ranks(batch.heatmaps.view(-1, batch.pixels)).view(batch.heatmaps.shape)
+    return batch.finish(_pearson_rows(ranks_m, ranks_h), _non_constant(batch))
 
 
 def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of (R, N) tensors; 0 where a row is constant."""
-    a = a - a.mean(1, keepdim=True)
-    b = b - b.mean(1, keepdim=True)
-    value, _ = safe_ratio((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1))
+    """Row-wise Pearson correlation (…) of (…, N) tensors (broadcast); 0 where a row is
+    constant."""
+    a = a - a.mean(-1, keepdim=True)
+    b = b - b.mean(-1, keepdim=True)
+    value, _ = safe_ratio((a * b).sum(-1), a.norm(dim=-1) * b.norm(dim=-1))
     return value.clamp(-1, 1)  # rounding can land a hair outside
 
 

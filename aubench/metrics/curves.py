@@ -1,6 +1,7 @@
-"""Precision–recall curves over a threshold grid, from histograms: the shared engine of the
-per-image :func:`~aubench.metrics.overlap.pixel_ap` and best-threshold overlaps and of the
-dataset-level :class:`~aubench.metrics.streaming.PxAP`.
+"""Precision–recall curves over a threshold grid: the histograms of the dataset-level
+:class:`~aubench.metrics.streaming.PxAP` and the average precision it shares with the per-image
+:func:`~aubench.metrics.overlap.pixel_ap` (whose counts at each level, like those of the
+best-threshold overlaps, come from the batch's sorted maps instead).
 
 Threshold grid: level j of ``levels`` L is τ_j = j/L for j = 0..L, and a pixel is predicted at
 level j when ``m·L >= j`` (exact for the integer j; it equals ``m >= j/L`` up to the rounding of
@@ -13,14 +14,19 @@ import torch
 
 from aubench.metrics.base import row_chunks, safe_ratio
 
-__all__ = ["average_precision", "level_counts"]
+__all__ = ["average_precision", "check_levels", "level_counts"]
+
+
+def check_levels(levels: int) -> None:
+    """A ``ValueError`` unless ``levels`` is a positive int."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be a positive int, got {levels!r}")
 
 
 def level_counts(values: torch.Tensor, mask: torch.Tensor, levels: int) -> torch.Tensor:
     """Histogram (R, L + 2, 2) int64 of ``clamp(floor(v·L), −1, L) + 1`` per row, split by the
     mask bit (index 0 outside, 1 inside). ``values``, ``mask``: (R, N)."""
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-        raise ValueError(f"levels must be a positive int, got {levels!r}")
+    check_levels(levels)
     rows, _ = values.shape
     bins = levels + 2
     counts = torch.empty(rows, bins * 2, dtype=torch.int64, device=values.device)

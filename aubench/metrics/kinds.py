@@ -5,9 +5,12 @@ An evaluation loop calls every kind the same way. It builds a :class:`BatchConte
 and a :class:`LayerMaps` per (map producer, layer); :func:`scorers` gives one :class:`Scorer`
 per kind present in a suite's metrics, whose ``update`` returns named per-image columns (B,)
 and whose ``compute`` returns named dataset-level values once every batch is in.
+:meth:`Scorer.update_together` updates the scorers of one kind of every (producer, layer) of a
+batch at once, so that a kind can share work across the producers.
 
 - ``map``: ``fn(maps, heatmaps, valid) -> (B,)``, the whole family in one :func:`score_maps`
-  call (one shared :class:`~aubench.metrics.base.MapBatch`); one column each, its name.
+  call for every producer of the batch (one shared :class:`~aubench.metrics.base.MapBatch` of
+  their stacked maps); one column each, its name.
 - ``model``: ``fn(model, images, maps, targets, valid) -> (B,)``; one column each, its name. At
   scope ``model`` (AU occlusion) the heatmaps stand in for the maps: scored once per batch.
 - ``per_au``: ``fn(maps, regions (B, K, H, W), valid) -> (B, K)``; a column ``<prefix>:AU<k>``
@@ -155,6 +158,15 @@ class Scorer(ABC):
     def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
         """Column name → (B,) scores of this batch (``maps`` None at scope ``model``)."""
 
+    @classmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        """``[scorers[i].update(batch, maps[i]) for each i]``: the scorers of this kind of
+        several (producer, layer)s of one batch (each with its own state); a kind may compute
+        them together."""
+        return [scorer.update(batch, layer) for scorer, layer in zip(scorers, maps, strict=True)]
+
     def compute(self) -> dict[str, float]:
         """Column name → dataset-level value, once every batch is in (none by default)."""
         return {}
@@ -166,11 +178,27 @@ class Scorer(ABC):
 
 
 class MapScores(Scorer):
-    """Map metrics, computed together by :func:`score_maps` (shared checks, masks, sort)."""
+    """Map metrics, computed together by :func:`score_maps` (shared checks, masks, sort), for
+    every producer of a batch at once: their (B, H, W) maps stacked to (P, B, H, W)."""
 
     def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
-        names = [metric.name for metric in self.metrics]
-        return score_maps(_maps(maps).maps, batch.heatmaps, batch.valid, names)
+        (columns,) = self.update_together([self], batch, [_maps(maps)])
+        return columns
+
+    @classmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        out: list[dict[str, torch.Tensor]] = [{} for _ in scorers]
+        families: dict[tuple[str, ...], list[int]] = {}  # the same metrics: scored together
+        for i, scorer in enumerate(scorers):
+            families.setdefault(tuple(m.name for m in scorer.metrics), []).append(i)
+        for names, members in families.items():
+            stacked = torch.stack([maps[i].maps for i in members])
+            scores = score_maps(stacked, batch.heatmaps, batch.valid, names)
+            for k, i in enumerate(members):
+                out[i] = {name: values[k] for name, values in scores.items()}
+        return out
 
 
 class ModelScores(Scorer):

@@ -12,13 +12,14 @@ Threshold grids (``"best"``, ``pixel_ap``): the levels j/L of :mod:`aubench.metr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from aubench.metrics.base import MapBatch, register, row_chunks, safe_ratio
-from aubench.metrics.curves import average_precision, level_counts
+from aubench.metrics.base import MapBatch, register, safe_ratio
+from aubench.metrics.curves import average_precision, check_levels
 
 if TYPE_CHECKING:
     from aubench.metrics.streaming import PxAP
@@ -137,18 +138,23 @@ def otsu_thresholds(values: torch.Tensor) -> torch.Tensor:
     reproducibly; scikit-image's floating sums may pick another of them. Constant rows return
     their value.
     """
-    rows, _ = values.shape
-    low, high = values.aminmax(dim=1)
-    low, span = low.double(), high.double() - low.double()
+    return _otsu_of_sorted(values.sort(dim=1).values)
+
+
+def _otsu_of_sorted(ordered: torch.Tensor) -> torch.Tensor:
+    """:func:`otsu_thresholds` of rows ``ordered`` (R, N) sorted ascending. The histogram comes
+    from the sorted rows: bin t ≥ 1 starts at the first value whose scaled value
+    ``(v − min) · 256 / span`` (float64) reaches t, the binning ``floor`` of it, exactly."""
+    rows, width = ordered.shape
+    low, high = ordered[:, 0].double(), ordered[:, -1].double()
+    span = high - low
     scale = OTSU_BINS / torch.where(span > 0, span, 1)
-    hist = torch.empty(rows, OTSU_BINS, dtype=torch.int64, device=values.device)
-    for part in row_chunks(*values.shape):
-        n = part.stop - part.start
-        scaled = (values[part].double() - low[part, None]) * scale[part, None]
-        index = scaled.floor_().clamp_(0, OTSU_BINS - 1).to(torch.int64)
-        index += torch.arange(n, device=values.device)[:, None] * OTSU_BINS
-        hist[part] = torch.bincount(index.view(-1), minlength=n * OTSU_BINS).view(n, OTSU_BINS)
-    doubled = 2 * torch.arange(OTSU_BINS, device=values.device) + 1  # 2 × (bin index + ½)
+    scaled = (ordered.double() - low[:, None]) * scale[:, None]  # non-decreasing along a row
+    edges = torch.arange(1, OTSU_BINS, dtype=torch.float64, device=ordered.device)
+    starts = torch.searchsorted(scaled, edges.expand(rows, -1).contiguous())
+    first = torch.zeros(rows, 1, dtype=torch.int64, device=ordered.device)
+    hist = torch.cat([first, starts, first + width], 1).diff(dim=1)  # (R, 256) pixels per bin
+    doubled = 2 * torch.arange(OTSU_BINS, device=ordered.device) + 1  # 2 × (bin index + ½)
     count1 = hist.cumsum(1)[:, :-1]
     sum1 = (hist * doubled).cumsum(1)[:, :-1]
     count2 = hist.sum(1, keepdim=True) - count1
@@ -167,21 +173,26 @@ def _overlap(
     defined = size > 0
     if threshold == "best":
         tp, predicted = _level_curves(batch, mask_threshold, levels)
-        score = _overlap_score(tp, predicted, size[:, None], is_dice).amax(1)
+        score = _overlap_score(tp, predicted, size[..., None], is_dice).amax(-1)
         return batch.finish(score, defined)
-    if threshold == "otsu":
-        predicted = batch.maps > otsu_thresholds(batch.maps)[:, None]
-        defined &= ~batch.constant_maps()
+    if threshold == "otsu":  # P = {m > t}
+        rows = batch.sorted_rows()
+        cut = batch.cached(("otsu",), lambda: _otsu_of_sorted(rows))[:, None]
+        # m > t (compared in float64) ⇔ m > the largest value of the maps' dtype not above t
+        at = cut.to(batch.dtype)
+        at = torch.where(at.double() > cut, torch.nextafter(at, at.new_tensor(-math.inf)), at)
+        predicted, inter = batch.count_from(mask_threshold, rows, at, strict=True)
+        defined = defined & ~batch.constant_maps()
     elif (
         isinstance(threshold, int | float)
         and not isinstance(threshold, bool)
         and 0 <= threshold <= 1
-    ):
-        predicted = batch.maps >= threshold
+    ):  # P = {m >= threshold}, compared in the maps' dtype
+        at = torch.tensor([[threshold]], dtype=batch.dtype, device=batch.maps.device)
+        predicted, inter = batch.count_from(mask_threshold, batch.sorted_rows(), at)
     else:
         raise ValueError(f"threshold must be in [0, 1], 'otsu' or 'best', got {threshold!r}")
-    inter = (predicted & batch.mask(mask_threshold)).sum(1)
-    score = _overlap_score(inter, predicted.sum(1), size, is_dice)
+    score = _overlap_score(inter[..., 0], predicted[..., 0], size, is_dice)
     return batch.finish(score, defined)
 
 
@@ -197,10 +208,12 @@ def _overlap_score(
 def _level_curves(
     batch: MapBatch, mask_threshold: float, levels: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """True positives and predicted pixels (B, L + 1) at levels j = 0..L."""
-    counts = batch.cached(
+    """True positives and predicted pixels (P, B, L + 1) at levels j = 0..L (pixels with
+    ``m·L >= j``, :mod:`aubench.metrics.curves`), from the shared sort."""
+    check_levels(levels)
+    grid = torch.arange(levels + 1, device=batch.maps.device)[None]
+    predicted, tp = batch.cached(
         ("levels", mask_threshold, levels),
-        lambda: level_counts(batch.maps, batch.mask(mask_threshold), levels),
+        lambda: batch.count_from(mask_threshold, batch.sorted_rows() * levels, grid),
     )
-    at_least = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # pixels with bin >= j + 1, j = 0..L
-    return at_least[..., 1], at_least.sum(-1)
+    return tp, predicted

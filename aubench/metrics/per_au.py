@@ -66,7 +66,7 @@ def per_au_energy(
     # the union of the regions stands in for the heatmap: MapBatch checks devices and values
     batch = MapBatch(maps, regions.amax(1), valid)
     threshold = check_threshold("region_threshold", region_threshold)
-    energy = batch.positive_maps()
+    energy = batch.positive_maps()[0]  # (B, N): one producer
     flat = regions.reshape(rows, aus, -1)
     inside = torch.empty(rows, aus, dtype=batch.dtype, device=energy.device)
     present = torch.empty(rows, aus, dtype=torch.bool, device=energy.device)
@@ -75,5 +75,5 @@ def per_au_energy(
         present[part] = binary.any(2)
         inside[part] = torch.bmm(binary.to(batch.dtype), energy[part, :, None]).squeeze(2)
     share, positive = safe_ratio(inside, energy.sum(1, keepdim=True))
-    keep = batch.usable[:, None] & positive & present
+    keep = batch.usable[0, :, None] & positive & present
     return torch.where(keep, share, torch.nan)

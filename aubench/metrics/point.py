@@ -21,8 +21,7 @@ from typing import Literal
 
 import torch
 
-from aubench.metrics._ranking import rank_sum2
-from aubench.metrics.base import MapBatch, check_threshold, register, row_chunks, safe_ratio
+from aubench.metrics.base import MapBatch, check_threshold, register, safe_ratio
 
 __all__ = [
     "energy_pointing_game",
@@ -53,9 +52,9 @@ def pointing_game(
     (B, H, W) → (B,) in [0, 1]; NaN for invalid samples and empty AU regions.
     """
     batch = MapBatch.of(maps, heatmaps, valid)
-    at_max = batch.maps == batch.map_high[:, None]
-    n_max = at_max.sum(1, dtype=torch.int32)  # int32 sums of bool run twice as fast on CPU
-    n_inside = (at_max & batch.mask(mask_threshold)).sum(1, dtype=torch.int32)
+    at_max = batch.maps == batch.map_high[..., None]
+    n_max = at_max.sum(-1, dtype=torch.int32)  # int32 sums of bool run twice as fast on CPU
+    n_inside = (at_max & batch.mask(mask_threshold)).sum(-1, dtype=torch.int32)
     if ties == "share":
         score = n_inside.to(batch.dtype) / n_max
     elif ties == "any":
@@ -155,6 +154,7 @@ def top_k_intersection(
         raise ValueError(f"k must be an int in [1, {batch.pixels}] (pixels per map), got {k!r}")
     else:
         count = torch.full_like(size, k)
+    count = count.expand(batch.maps.shape[:-1])
     hits = _top_count_inside(batch, mask_threshold, count)
     return batch.finish(hits / count, size > 0)
 
@@ -172,27 +172,26 @@ def roc_auc(
     ``AUC = P(m_p > m_q) + ½ P(m_p = m_q)`` for p ∈ G, q ∉ G, computed from average ranks:
     ``(Σ_{p∈G} rank_p − |G|(|G|+1)/2) / (|G| · |Gᶜ|)`` (Mann–Whitney); equals
     ``sklearn.metrics.roc_auc_score``. (B, H, W) → (B,) in [0, 1]; NaN for invalid samples and
-    AU regions that are empty or cover the whole map.
+    AU regions that are empty or cover the whole map. The ranks come from the batch's shared
+    sort (:meth:`MapBatch.twice_ranks`, also behind :func:`~aubench.metrics.correlation.spearman`).
     """
     batch = MapBatch.of(maps, heatmaps, valid)
     ranked = batch.ranked(mask_threshold)
-    n_in = ranked.inside[:, -1].to(torch.int64)
+    n_in = ranked.inside[..., -1].to(torch.int64)
     n_out = batch.pixels - n_in
-    u2 = torch.empty_like(n_in)
-    for rows in row_chunks(*ranked.values.shape):
-        u2[rows] = rank_sum2(ranked.values[rows], ranked.bits[rows])
-    u2 -= n_in * (n_in + 1)  # twice the Mann–Whitney U, exact in int64
+    rank_sum2 = (batch.twice_ranks() * ranked.bits).sum(-1, dtype=torch.int64)
+    u2 = rank_sum2 - n_in * (n_in + 1)  # twice the Mann–Whitney U, exact in int64
     score, defined = safe_ratio(u2.double(), 2.0 * n_in.double() * n_out.double())
     return batch.finish(score, defined)
 
 
 def _mass_share(batch: MapBatch, values: torch.Tensor, mask_threshold: float) -> torch.Tensor:
-    share, defined = safe_ratio(batch.inside_sum(values, mask_threshold), values.sum(1))
+    share, defined = safe_ratio(batch.inside_sum(values, mask_threshold), values.sum(-1))
     return batch.finish(share, defined & (batch.mask_size(mask_threshold) > 0))
 
 
 def _top_count_inside(batch: MapBatch, mask_threshold: float, count: torch.Tensor) -> torch.Tensor:
-    """Expected pixels of G among each map's ``count`` (B,) highest, ties at the cut pro rata.
+    """Expected pixels of G among each map's ``count`` (P, B) highest, ties at the cut pro rata.
 
     With t the count-th highest value: the pixels above t all count; the tie group of t
     (g pixels, g_in of them in G) fills the remaining ``count − above`` places, each pixel
@@ -201,15 +200,15 @@ def _top_count_inside(batch: MapBatch, mask_threshold: float, count: torch.Tenso
     ranked = batch.ranked(mask_threshold)
     values, inside = ranked.values, ranked.inside
     n = batch.pixels
-    cut = values.gather(1, (n - count)[:, None])
+    cut = values.gather(-1, (n - count)[..., None])
     low = torch.searchsorted(values, cut, right=False)  # first position of the tie group
     high = torch.searchsorted(values, cut, right=True)  # one past its last position
-    inside_to_high = inside.gather(1, high - 1).squeeze(1).double()
+    inside_to_high = inside.gather(-1, high - 1).squeeze(-1).double()
     inside_to_low = (
-        torch.where(low > 0, inside.gather(1, (low - 1).clamp(min=0)), 0).squeeze(1).double()
+        torch.where(low > 0, inside.gather(-1, (low - 1).clamp(min=0)), 0).squeeze(-1).double()
     )
-    above = (n - high).squeeze(1)
-    group = (high - low).squeeze(1)
-    inside_above = inside[:, -1].double() - inside_to_high
+    above = (n - high).squeeze(-1)
+    group = (high - low).squeeze(-1)
+    inside_above = inside[..., -1].double() - inside_to_high
     share = (inside_to_high - inside_to_low) / group
     return inside_above + (count - above) * share

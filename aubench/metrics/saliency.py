@@ -36,7 +36,7 @@ def sim(
     batch = MapBatch.of(maps, heatmaps, valid)
     p, p_ok = _distribution(batch.maps)
     q, q_ok = _distribution(batch.heatmaps)
-    return batch.finish(torch.minimum(p, q).sum(1), p_ok & q_ok)
+    return batch.finish(torch.minimum(p, q).sum(-1), p_ok & q_ok)
 
 
 @register("kl", higher_is_better=False, range=(0.0, float("inf")), category="saliency")
@@ -54,7 +54,7 @@ def kl(
     batch = MapBatch.of(maps, heatmaps, valid)
     p, p_ok = _distribution(batch.maps)
     q, q_ok = _distribution(batch.heatmaps)
-    value = (q * torch.log(KL_EPS + q / (p + KL_EPS))).sum(1)
+    value = (q * torch.log(KL_EPS + q / (p + KL_EPS))).sum(-1)
     return batch.finish(value, p_ok & q_ok)
 
 
@@ -76,16 +76,17 @@ def nss(
     m = batch.maps
     size = batch.mask_size(mask_threshold)
     mean_inside, has_region = safe_ratio(batch.inside_sum(m, mask_threshold), size.to(m.dtype))
-    mean = m.mean(1, keepdim=True)
-    std = (m - mean).square().mean(1).sqrt()
-    score, _ = safe_ratio(mean_inside - mean.squeeze(1), std)
+    mean = m.mean(-1, keepdim=True)
+    std = (m - mean).square().mean(-1).sqrt()
+    score, _ = safe_ratio(mean_inside - mean.squeeze(-1), std)
     return batch.finish(score, has_region & ~batch.constant_maps())
 
 
 def _distribution(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows shifted to be ≥ 0 (only where negative) and divided by their sum; (R,) defined."""
-    shift = values.amin(1, keepdim=True).clamp(max=0)
+    """Rows (…, N) shifted to be ≥ 0 (only where negative) and divided by their sum; (…)
+    defined."""
+    shift = values.amin(-1, keepdim=True).clamp(max=0)
     shifted = values - shift
-    total = shifted.sum(1, keepdim=True)
+    total = shifted.sum(-1, keepdim=True)
     share, defined = safe_ratio(shifted, total)
-    return share, defined.squeeze(1)
+    return share, defined.squeeze(-1)

@@ -272,8 +272,16 @@ class RunData:
 
     def layers_of(self, method: str) -> list[str]:
         """The layers ``method`` has rows for, in display order."""
-        have = set(self.results.loc[self.results["method"] == method, "layer"])
-        return [layer for layer in self.layers if layer in have]
+        return list(self._layers.get(method, ()))
+
+    @cached_property
+    def _layers(self) -> dict[str, list[str]]:
+        """Method → its layers in display order (every lookup of a table reads them)."""
+        pairs = self.results[["method", "layer"]].drop_duplicates()
+        have: dict[str, set[str]] = {}
+        for method, layer in pairs.itertuples(index=False, name=None):
+            have.setdefault(method, set()).add(layer)
+        return {m: [layer for layer in self.layers if layer in found] for m, found in have.items()}
 
     def main_layer(self, method: str) -> str:
         """The layer method tables show for ``method``: the last of its layers."""

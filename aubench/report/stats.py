@@ -21,6 +21,7 @@ beyond, :data:`RESAMPLES` random sign vectors from a seeded generator give the M
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -65,15 +66,30 @@ def sign_flip_test(
         return float(np.mean(np.abs((1 - 2 * bits) @ d) >= threshold))
     if resamples < 1:
         raise ValueError(f"resamples must be ≥ 1, got {resamples}")
+    total = d.sum()
+    # random bits b; s = 2b − 1 gives Σ s_i d_i = 2·(b·d) − Σ d_i
+    hits = sum(
+        int(np.count_nonzero(np.abs(2.0 * (bits @ d) - total) >= threshold))
+        for bits in _random_bits(n, resamples, seed)
+    )
+    return (hits + 1) / (resamples + 1)
+
+
+@lru_cache(maxsize=1)
+def _random_bits(n: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The Monte-Carlo sign bits (``resamples`` × n, in read-only float64 row chunks) of a test
+    of n pairs: 8 bits per byte drawn from a generator seeded with ``seed``, so every test of n
+    pairs uses the same ones — drawn once, kept for the next test of n pairs (:func:`paired_tests`
+    runs its tests by n)."""
     rng = np.random.default_rng(seed)
-    hits, step, total = 0, max(1, _CHUNK_ELEMENTS // n), d.sum()
+    step, chunks = max(1, _CHUNK_ELEMENTS // n), []
     for start in range(0, resamples, step):
         rows = min(step, resamples - start)
-        # random bits b (8 per drawn byte); s = 2b − 1 gives Σ s_i d_i = 2·(b·d) − Σ d_i
         bytes_ = rng.integers(0, 256, (rows, (n + 7) // 8), dtype=np.uint8)
-        bits = np.unpackbits(bytes_, axis=1, count=n)
-        hits += int(np.count_nonzero(np.abs(2.0 * (bits @ d) - total) >= threshold))
-    return (hits + 1) / (resamples + 1)
+        bits = np.unpackbits(bytes_, axis=1, count=n).astype(np.float64)
+        bits.flags.writeable = False
+        chunks.append(bits)
+    return tuple(chunks)
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -151,7 +167,7 @@ def paired_tests(
     scores = pd.concat([scores, accuracy_rows(per_image)], ignore_index=True)
     scores = scores[np.isfinite(scores["value"].to_numpy(np.float64))]
     base = scores.loc[scores["variant"] == baseline, [*PAIR_KEY, "value"]]
-    out = []
+    out, differences = [], []
     for name in guided:
         other = scores.loc[scores["variant"] == name, [*PAIR_KEY, "value"]]
         pairs = other.merge(base, on=PAIR_KEY, suffixes=("", "_base"))
@@ -160,7 +176,11 @@ def paired_tests(
             ["model", "method", "layer", "metric"], sort=False
         ):
             d = group["diff"].to_numpy()
-            p = sign_flip_test(d, resamples, seed)
-            out.append((model, name, method, layer, metric, d.size, d.mean(), p))
-    columns = ["model", "variant", "method", "layer", "metric", "n", "mean_diff", "p"]
-    return pd.DataFrame(out, columns=columns)
+            out.append((model, name, method, layer, metric, d.size, d.mean()))
+            differences.append(d)
+    p = np.full(len(out), np.nan)
+    for i in sorted(range(len(out)), key=lambda i: differences[i].size):  # same n: same bits
+        p[i] = sign_flip_test(differences[i], resamples, seed)
+    _random_bits.cache_clear()
+    columns = ["model", "variant", "method", "layer", "metric", "n", "mean_diff"]
+    return pd.DataFrame(out, columns=columns).assign(p=p)
