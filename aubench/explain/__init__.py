@@ -7,6 +7,9 @@
 - pytorch-grad-cam adapter: ``scorecam``, ``ablationcam``, ``gc:eigencam``, ``gc:eigengradcam``,
   ``fullgrad``, ``kpca-cam``, ``fem``, ``shapleycam``, ``seg-eigencam`` (any other class via
   :class:`GradCamAdapter`).
+- Built-in maps of the interpretable-by-design models (:mod:`aubench.explain.builtin`):
+  ``wildcat``, ``prm``, ``tscam``, ``apvit`` (single pass), ``acol`` (its own forward),
+  ``adl-quirk``.
 - captum adapter: ``saliency``, ``input-x-gradient``, ``integrated-gradients``,
   ``guided-backprop``, ``deeplift``, ``occlusion``, ``smoothgrad``, ``layer-gradcam``,
   ``guided-gradcam``.
@@ -16,6 +19,7 @@ Maps are raw; :mod:`aubench.explain.postprocess` holds the named ReLU / resize /
 
 from aubench.explain import (
     attention,
+    builtin,
     cam,
     captum_adapter,
     controls,
@@ -33,6 +37,15 @@ from aubench.explain.base import (
     get_explainer,
     register,
     resolve_targets,
+)
+from aubench.explain.builtin import (
+    ACoLMap,
+    ADLQuirkCAM,
+    APViTMap,
+    BuiltinMap,
+    PRMMap,
+    TSCAMMap,
+    WildcatMap,
 )
 from aubench.explain.cam import CAM
 from aubench.explain.captum_adapter import CAPTUM_METHODS, CaptumAdapter
@@ -72,7 +85,11 @@ __all__ = [
     "GRADCAM_METHODS",
     "GRADIENT_METHODS",
     "INPUT",
+    "ACoLMap",
+    "ADLQuirkCAM",
+    "APViTMap",
     "Attention",
+    "BuiltinMap",
     "CaptumAdapter",
     "CentrePrior",
     "ChannelWeighted",
@@ -89,12 +106,16 @@ __all__ = [
     "LayerMethod",
     "LayerPass",
     "MinMax",
+    "PRMMap",
     "Postprocess",
     "RandomMap",
     "ReLU",
     "Resize",
+    "TSCAMMap",
+    "WildcatMap",
     "XGradCAM",
     "attention",
+    "builtin",
     "cam",
     "captum_adapter",
     "controls",

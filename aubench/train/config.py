@@ -15,6 +15,13 @@ a short schedule several-fold). A baseline or a guided model (``guided=True``: �
 ``layer4``, the paper's RAF-DB CAM setting) trains on two CPU cores in about two minutes.
 ResNet-18 with large maps costs about twice as much per step, and its baseline needs more epochs
 to pass 90 % on these faces. The paper's own recipe is the ``paper`` preset (:data:`PRESETS`).
+
+``method`` picks how the classifier is built and trained (:mod:`aubench.train.model`): ``cam``
+(the default: the timm model's own GAP + linear head), or one of the interpretable-by-design
+methods ``wildcat``, ``prm``, ``acol``, ``adl``, ``cutmix``, ``tscam``, ``apvit``, each with its
+options (the fields named ``<method>_…``; setting one for another method is an error). These
+fields came later: at their defaults they are left out of :meth:`TrainConfig.canonical`, so every
+earlier config keeps its hash and its run folder.
 """
 
 from __future__ import annotations
@@ -28,13 +35,24 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aubench.io import write_atomic
 from aubench.train.options import ALIGN_LOSSES, check_lambda, check_loss_name
 
 #: Bumped whenever a field's meaning changes; configs of another version are refused.
 CONFIG_VERSION = 1
+
+#: The training methods (:data:`aubench.train.model.METHODS` implements each).
+MethodName = Literal["cam", "wildcat", "prm", "acol", "adl", "cutmix", "tscam", "apvit"]
+METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 
 
 class ConfigError(ValueError):
@@ -100,6 +118,38 @@ class TrainConfig(BaseModel):
     amp: bool = Field(True, description="mixed precision + grad scaling (CUDA only)")
     seed: int = Field(0, ge=0, description="model init, sampling and augmentation")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms")
+    # method (fields added later: left out of the hash at their defaults, see _LATER)
+    method: MethodName = Field(
+        "cam", description="how the classifier is built and trained (aubench.train.model)"
+    )
+    wildcat_modalities: int = Field(5, ge=1, description="wildcat: maps per class")
+    wildcat_kmax: float = Field(0.5, gt=0, le=1, description="wildcat: share of top positions")
+    wildcat_kmin: float = Field(
+        0.0, ge=0, le=1, description="wildcat: share of bottom positions; 0: the reference's"
+    )
+    wildcat_alpha: float = Field(0.6, description="wildcat: weight of the bottom positions")
+    prm_kernel: int = Field(3, ge=1, description="prm: peak max-pool size (stride 1)")
+    acol_threshold: float = Field(0.1, ge=0, le=1, description="acol: erase where map ≥ this")
+    acol_width: int = Field(1024, ge=1, description="acol: channels of each branch")
+    adl_drop_rate: float = Field(0.4, ge=0, le=1, description="adl: P(drop mask)")
+    adl_threshold: float = Field(0.1, ge=0, le=1, description="adl: drop where a < this·max a")
+    adl_layers: tuple[str, ...] = Field(
+        ("layer3.0", "layer4.0", "layer4.-1"),
+        description="adl: insert after these blocks (STAGE.INDEX, negative from the end)",
+    )
+    adl_quirk: bool = Field(
+        False, description="adl: the reference's shifted pretrained weights and CAM layer"
+    )
+    cutmix_prob: float = Field(1.0, ge=0, le=1, description="cutmix: P(a batch is mixed)")
+    cutmix_beta: float = Field(1.0, gt=0, description="cutmix: Beta(β, β) of the kept area")
+    apvit_vit: str = Field("vit_small_patch16_224", description="apvit: timm ViT of the blocks")
+    apvit_vit_pretrained: str | None = Field(
+        None, description="apvit: the ViT's local weights file or 'hub'"
+    )
+    apvit_depth: int = Field(8, ge=1, description="apvit: transformer blocks")
+    apvit_stride: int = Field(8, ge=1, description="apvit: stride of the CNN stem's map")
+    apvit_k: int = Field(160, ge=1, description="apvit: tokens kept by attentive pooling")
+    apvit_r: float = Field(0.9, gt=0, le=1, description="apvit: keep rate of pooling blocks")
 
     @field_validator("loss")
     @classmethod
@@ -111,7 +161,7 @@ class TrainConfig(BaseModel):
     def _lam(cls, value: float) -> float:
         return check_lambda(value)
 
-    @field_validator("layers", mode="before")
+    @field_validator("layers", "adl_layers", mode="before")
     @classmethod
     def _layers(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -119,6 +169,17 @@ class TrainConfig(BaseModel):
         if not value:
             raise ValueError("give at least one layer (e.g. layer4 or stage:5)")
         return value
+
+    @model_validator(mode="after")
+    def _method_options(self) -> TrainConfig:
+        for name in _LATER - {"method"}:
+            owner = name.split("_", 1)[0]
+            if owner != self.method and getattr(self, name) != _default(name):
+                raise ValueError(
+                    f"{name} is an option of method {owner!r}, but the method is "
+                    f"{self.method!r}; set method: {owner} or leave {name} out"
+                )
+        return self
 
     @field_validator("output_stride")
     @classmethod
@@ -140,16 +201,23 @@ class TrainConfig(BaseModel):
     # --- identity -------------------------------------------------------------------------
 
     def canonical(self) -> str:
-        """The config as compact JSON with sorted keys (what the hash is taken of)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The config as compact JSON with sorted keys (what the hash is taken of); the fields
+        of :data:`_LATER` are left out while at their defaults."""
+        values = self.model_dump(mode="json")
+        for name in _LATER:
+            if getattr(self, name) == _default(name):
+                del values[name]
+        return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
     def hash(self) -> str:
         """12 hex digits of SHA-256 of :meth:`canonical`; stable across runs and machines."""
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:12]
 
     def run_name(self) -> str:
-        """Default run folder name: ``<model>-<baseline|guided>-<hash>``."""
-        return f"{self.model}-{'guided' if self.guided else 'baseline'}-{self.hash()}"
+        """Default run folder name: ``<model>-<baseline|guided>-<hash>``, with ``-<method>``
+        after the model for every method but ``cam``."""
+        method = "" if self.method == "cam" else f"-{self.method}"
+        return f"{self.model}{method}-{'guided' if self.guided else 'baseline'}-{self.hash()}"
 
     # --- I/O ------------------------------------------------------------------------------
 
@@ -200,6 +268,20 @@ class TrainConfig(BaseModel):
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return cls.from_dict(PRESETS[name], f"preset {name!r}")
+
+
+#: Fields added after configs were first hashed: :meth:`TrainConfig.canonical` leaves each out
+#: while it holds its default, so the configs written before them keep their hashes. Every name
+#: but ``method`` starts with the method it configures.
+_LATER = {
+    name
+    for name in TrainConfig.model_fields
+    if name == "method" or name.split("_")[0] in METHOD_NAMES
+}
+
+
+def _default(name: str) -> Any:
+    return TrainConfig.model_fields[name].default
 
 
 #: Named configs. ``small``: the defaults (module doc). ``paper``: Belharbi et al.'s RAF-DB
@@ -261,7 +343,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             options["action"] = argparse.BooleanOptionalAction
         elif choices:
             options["choices"] = choices
-        elif name == "layers":
+        elif name in ("layers", "adl_layers"):
             options["metavar"] = "LAYER[,LAYER]"
         else:
             kinds = [k for k in get_args(annotation) or (annotation,) if k is not type(None)]

@@ -1,9 +1,12 @@
 """The baseline or AU-guided training step and the per-epoch evaluation of one model.
 
-Loss (shared/reference/paper-protocol.md §4.6): ``L = CE(logits, y) + L_align`` with
+Loss (shared/reference/paper-protocol.md §4.6): ``L = L_cls + L_align`` with
 ``L_align = λ · mean_l mean_valid(ℓ(T_l, A↓))`` (:mod:`aubench.train.losses`) when
 ``config.guided``; the AU heatmaps A are built per batch on the training device from the
-transformed landmarks (:func:`aubench.data.batch.add_heatmaps`).
+transformed landmarks (:func:`aubench.data.batch.add_heatmaps`). The training method
+(:func:`aubench.train.model.get_method`) then prepares the batch (CutMix mixes images and
+heatmaps), runs the forward and gives the classification term ``L_cls`` (``CE(logits, y)`` for
+``cam``; ``CE(A) + CE(B)`` for ACoL; CutMix's mixed CE).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -23,7 +25,7 @@ from aubench.train.config import TrainConfig
 from aubench.train.distributed import DistInfo
 from aubench.train.evaluation import EvalAccumulator
 from aubench.train.losses import AlignmentLoss
-from aubench.train.model import build_model
+from aubench.train.model import build_model, get_method
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Trainer:
         self.device = torch.device(device)
         self.info = info or DistInfo()
         torch.manual_seed(config.seed)
+        self.method = get_method(config)
         self.model = build_model(config, num_classes).to(self.device)
         self.layers = resolve_layers(self.model, list(config.layers))
         #: each layer's (h, w) map size for a config.size input
@@ -119,18 +122,19 @@ class Trainer:
         """One optimisation step on ``batch`` (image, label, landmarks; any device)."""
         # heatmaps are built in float32, outside autocast
         batch = self.with_heatmaps(batch) if self.config.guided else self.to_device(batch)
-        images, labels = batch["image"], batch["label"]
+        batch = self.method.prepare(batch)
+        labels = batch["label"]
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             if self.config.guided:
                 with FeatureCapture(self.model, self.layers) as capture:
-                    logits = self.net(images)
+                    logits = self.method.forward(self.net, self.model, batch)
                 align = self.alignment(capture.features(), batch["heatmap"], batch["valid"])
             else:
-                logits = self.net(images)
+                logits = self.method.forward(self.net, self.model, batch)
                 align = logits.new_zeros((), dtype=torch.float32)
-            ce = F.cross_entropy(logits.float(), labels)
+            ce = self.method.loss(self.model, logits, batch)
             loss = ce + align
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
