@@ -4,7 +4,8 @@
 #      training step, `aubench run --suite quick --device cuda`);
 #   2. the benchmarks with AUBENCH_BENCH_DEVICE=cuda: heatmaps vs per-image OpenCV (goal ≥ 300×),
 #      guided/baseline train step at the paper's setting (goal ≤ 1.05) with the heatmap share
-#      (goal ≤ 1 %), cam-methods evaluation / bare forward+backward (goal ≤ 2×) and images/s.
+#      (goal ≤ 1 %), cam-methods evaluation / bare forward+backward (goal ≤ 2×) and images/s,
+#      its 9 metrics × 13 producers of a batch / forward+backward (goal ≤ 0.3, 64/112/224 px).
 # Needs python3 with torch, timm, pandas, pyarrow, torchmetrics, opencv, pytest,
 # pytest-benchmark, hypothesis, pyyaml…; aubench is used from the source tree, and the wheels in
 # .whl/ (pydantic, grad-cam, captum, ttach) are unpacked into /tmp/site when present.
@@ -89,7 +90,8 @@ for part in $SECTIONS; do
                 "AUBENCH_BENCH_ROUNDS=${GPU_TRAIN_ROUNDS:-8}" ;;
         eval)
             bench evaluation test_bench_evaluation.py \
-                "AUBENCH_BENCH_ROUNDS=${GPU_EVAL_ROUNDS:-2}" ;;
+                "AUBENCH_BENCH_ROUNDS=${GPU_EVAL_ROUNDS:-2}"
+            bench scoring test_bench_scoring.py "AUBENCH_BENCH_ROUNDS=${GPU_EVAL_ROUNDS:-2}" ;;
         *)
             echo "unknown section $part (tests heatmaps train eval)"
             STATUS[$part]=2
