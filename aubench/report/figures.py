@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from aubench.bench.results import CLASSIFIER, read_samples, sample_file
@@ -23,7 +25,7 @@ from aubench.faces.codebook import EXPRESSIONS
 from aubench.faces.overlay import overlay_heatmap
 from aubench.io import write_atomic
 from aubench.metrics import derived_column
-from aubench.report.runs import ACCURACY, RunData
+from aubench.report.runs import ACCURACY, RunData, is_control
 from aubench.report.tables import confusion_matrix
 
 #: Line styles and markers of the variants, in order (the baseline first).
@@ -33,6 +35,12 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 HATCHES = ("", "//", "..", "xx", "\\\\")
 #: PNG resolution.
 DPI = 150
+#: Width of a face tile of the samples figure (inches: TILE × DPI = 93 PNG pixels), and the
+#: most pixels a tile keeps (larger faces are resampled down).
+TILE = 0.62
+TILE_PIXELS = 128
+#: The grey of a tile whose face or map the samples lack.
+MISSING = 0.88
 
 
 def save_figure(figure: Figure, stem: str | os.PathLike) -> list[Path]:
@@ -49,45 +57,205 @@ def save_figure(figure: Figure, stem: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def sample_grid(run: RunData, model: str, per_class: int = 1) -> Figure | None:
-    """Faces (``per_class`` per class, rows) with the AU heatmap, then each method's map at its
-    main layer for each variant (columns), all overlaid on the face; from the first seed's
-    ``samples/`` files. None when ``model`` has no sample file."""
+def sample_grid(
+    run: RunData,
+    models: str | Sequence[str],
+    per_class: int = 1,
+    methods: Sequence[str] | None = None,
+) -> Figure | None:
+    """The sample faces with every producer's map, from the first seed's ``samples/`` files.
+
+    One panel per variant, side by side, titled with its label. In each panel a column is a
+    face (``per_class`` faces of each class, by class, named above) and the rows are the face,
+    its AU heatmap, then one row per producer: each method with maps in the samples of each of
+    ``models`` (rows grouped by model), at its last layer there (in the run's layer order),
+    methods in the run's order, then (apart) the controls; a small second line names the row's
+    model (several models) and layer (when they differ). A column compares every producer on
+    one face; the same column of the next panel shows the same face (matched by id) under the
+    next variant. Maps and heatmaps share one colour scale (:func:`~aubench.faces.overlay.
+    overlay_heatmap`'s jet over [0, 1], the colour bar) over the face in grey; a light grey
+    tile is a face or map the samples lack. Every face and map is resampled (nearest pixel) to
+    the first file's face size, shrunk to at most :data:`TILE_PIXELS` a side.
+
+    Args:
+        run: the run's results.
+        models: a model, or several (each producer row then also names its model).
+        per_class: faces per class (columns of each panel).
+        methods: the producers shown, in this order (explainers or controls, e.g.
+            ``["gradcam", "control:centre"]``); default every one in the samples.
+
+    Returns:
+        The figure, or None when no model of ``models`` has a sample file.
+
+    Raises:
+        ValueError: a name in ``methods`` has no map in the samples of ``models``.
+    """
+    models = [models] if isinstance(models, str) else list(models)
     seed = run.seeds[0]
-    samples = {}
-    for variant in run.variants:
-        path = sample_file(run.path, model, variant, seed)
-        if path.is_file():
-            samples[variant] = read_samples(path)
-    if not samples:
+    cells = {
+        (model, variant): read_samples(path)
+        for model in models
+        for variant in run.variants
+        if (path := sample_file(run.path, model, variant, seed)).is_file()
+    }
+    if not cells:
         return None
-    first = next(iter(samples.values()))
-    labels = np.asarray(first["labels"]).astype(int)
-    picks = [i for c in np.unique(labels) for i in np.flatnonzero(labels == c)[:per_class]]
-    columns = [
-        (method, variant)
-        for method in run.methods
-        for variant in samples
-        if f"map|{method}|{run.main_layer(method)}" in samples[variant]
-    ]
-    figure, axes = _grid(len(picks), 1 + len(columns), 1.1, 1.2)
-    axes[0, 0].set_title("AU heatmap", fontsize=7)
-    for j, (method, variant) in enumerate(columns, start=1):
-        axes[0, j].set_title(f"{method}\n{run.labels[variant]}", fontsize=7)
-    for r, index in enumerate(picks):
-        face = first["images"][index]
-        _show(axes[r, 0], overlay_heatmap(face, first["heatmaps"][index].astype(np.float32)))
-        axes[r, 0].set_ylabel(_class_name(labels[index]), fontsize=7)
-        for j, (method, variant) in enumerate(columns, start=1):
-            arrays = samples[variant]
-            where = np.flatnonzero(np.asarray(arrays["ids"]) == first["ids"][index])
-            if where.size:
-                heat = arrays[f"map|{method}|{run.main_layer(method)}"][where[0]]
-                _show(axes[r, j], overlay_heatmap(arrays["images"][where[0]], heat.astype(float)))
-            else:
-                _show(axes[r, j], None)
-    figure.suptitle(f"{model}: AU heatmap and maps, seed {seed}", fontsize=8)
+    producers = _producers(run, models, cells, methods)
+    variants = [v for v in run.variants if any(key[1] == v for key in cells)]
+    reference = next(iter(cells.values()))
+    labels = np.asarray(reference["labels"]).astype(int)
+    picks = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    ids = np.asarray(reference["ids"])[picks]
+    face_h, face_w = reference["images"].shape[1:3]
+    shrink = min(1.0, TILE_PIXELS / max(face_h, face_w))
+    size = (round(face_h * shrink), round(face_w * shrink))
+    faces = _resample(reference["images"][picks], size)
+    heatmaps = _resample(reference["heatmaps"][picks].astype(np.float32), size)
+    header = [faces / 255.0, overlay_heatmap(faces, heatmaps, grey=True)]
+    gap = max(1, size[0] // 24)
+    groups = [(model, is_control(method)) for model, method, _ in producers]
+    breaks = {2} | {2 + k for k in range(1, len(groups)) if groups[k] != groups[k - 1]}
+    panels, tops = [], []
+    for variant in variants:
+        rows = [
+            _overlays(cells.get((model, variant)), ids, f"map|{method}|{layer}", size)
+            for model, method, layer in producers
+        ]
+        mosaic, tops = _mosaic([*header, *rows], breaks, gap)
+        panels.append(mosaic)
+    # geometry in inches: a tile is TILE wide; room on the left for the row names
+    scale = TILE / size[1]
+    panel_w, panel_h = panels[0].shape[1] * scale, panels[0].shape[0] * scale
+    names = ["face", "AU heatmap", *(method for _, method, _ in producers)]
+    details = ["", "", *_row_details(producers, several_models=len(models) > 1)]
+    left = 0.25 + max(0.075 * len(n) for n in names)
+    left = max(left, 0.25 + max(0.062 * len(d) for d in details))
+    top, bottom, between = 0.75, 0.6, 0.3
+    width = left + len(panels) * panel_w + (len(panels) - 1) * between + 0.1
+    height = top + panel_h + bottom
+    figure = Figure(figsize=(width, height))
+    for k, (variant, mosaic) in enumerate(zip(variants, panels, strict=True)):
+        x0 = left + k * (panel_w + between)
+        ax = figure.add_axes((x0 / width, bottom / height, panel_w / width, panel_h / height))
+        ax.imshow(mosaic, interpolation="nearest")
+        ax.set_axis_off()
+        label = run.labels[variant]
+        title = label if variant in label else f"{label} ({variant})"
+        ax.set_title(title, fontsize=9, fontweight="bold", pad=17)
+        for j, index in enumerate(picks):
+            x = j * (size[1] + gap) + size[1] / 2
+            ax.text(x, -gap, _class_name(labels[index]), ha="center", va="bottom", fontsize=7.5)
+        if k == 0:
+            for r, (name, detail) in enumerate(zip(names, details, strict=True)):
+                y = tops[r] + size[0] / 2
+                ax.text(
+                    -2 * gap, y, name, ha="right", va="bottom" if detail else "center", fontsize=8
+                )
+                if detail:
+                    ax.text(-2 * gap, y, detail, ha="right", va="top", fontsize=6.5, color="0.35")
+    bar = figure.add_axes((left / width, 0.38 / height, min(3.0, panel_w) / width, 0.1 / height))
+    figure.colorbar(ScalarMappable(Normalize(0, 1), "jet"), cax=bar, orientation="horizontal")
+    bar.tick_params(labelsize=6.5)
+    bar.set_xlabel(
+        "map / AU heatmap value (each map min-max normalised); opacity grows with the value",
+        fontsize=7,
+    )
+    named = models[0] if len(models) == 1 else f"{len(models)} models (under each row's name)"
+    figure.suptitle(
+        f"{named}: AU heatmap and maps of each face, seed {seed}",
+        y=1 - 0.12 / height,
+        va="top",
+        fontsize=10,
+    )
     return figure
+
+
+def _producers(
+    run: RunData,
+    models: Sequence[str],
+    cells: dict[tuple[str, str], dict[str, np.ndarray]],
+    methods: Sequence[str] | None,
+) -> list[tuple[str, str, str]]:
+    """(model, method, layer) of each producer row of :func:`sample_grid`, in row order: by
+    model, then by ``methods`` (default: the run's methods then controls, then any other in file
+    order); the layer is the method's last in the model's samples (in ``run.layers`` order)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for (model, _), arrays in cells.items():
+        for key in arrays:
+            if key.startswith("map|"):
+                _, method, layer = key.split("|", 2)
+                found.setdefault((model, method), []).append(layer)
+    if methods is not None:
+        known = dict.fromkeys(method for _, method in found)
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise ValueError(
+                f"figure methods {unknown} have no maps in the samples of {list(models)} "
+                f"({run.path / 'samples'}); known: {list(known)}"
+            )
+    order = list(methods) if methods is not None else [*run.methods, *run.controls]
+    rank = {m: k for k, m in enumerate(order)}
+    depth = {layer: k for k, layer in enumerate(run.layers)}
+    rows = [
+        (model, method, max(layers, key=lambda layer: depth.get(layer, -1)))
+        for (model, method), layers in found.items()
+        if methods is None or method in rank
+    ]
+    return sorted(rows, key=lambda row: (models.index(row[0]), rank.get(row[1], len(rank))))
+
+
+def _row_details(producers: Sequence[tuple[str, str, str]], several_models: bool) -> list[str]:
+    """The small second line of each producer's row name: its model when rows come from several
+    models, and its layer when the producers' layers differ."""
+    several_layers = len({layer for _, _, layer in producers}) > 1
+    return [
+        " · ".join([*([model] if several_models else []), *([layer] if several_layers else [])])
+        for model, _, layer in producers
+    ]
+
+
+def _overlays(
+    arrays: dict[str, np.ndarray] | None, ids: np.ndarray, key: str, size: tuple[int, int]
+) -> np.ndarray:
+    """Map ``key`` of the faces ``ids`` over the grey face, resampled to ``size``: float
+    (len(ids), *size, 3); :data:`MISSING` grey where the samples lack the face or the map."""
+    tiles = np.full((len(ids), *size, 3), MISSING, dtype=np.float32)
+    if arrays is None or key not in arrays:
+        return tiles
+    index = {id_: i for i, id_ in enumerate(np.asarray(arrays["ids"]).tolist())}
+    found = [k for k, id_ in enumerate(ids.tolist()) if id_ in index]
+    at = [index[id_] for id_ in ids[found].tolist()]
+    if found:
+        faces = _resample(arrays["images"][at], size)
+        tiles[found] = overlay_heatmap(faces, _resample(arrays[key][at], size), grey=True)
+    return tiles
+
+
+def _resample(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-pixel resampling of (N, H, W, ...) images to (N, *size, ...) (float32): the
+    output pixel i of n is the input pixel ⌊(i + ½)·H/n⌋."""
+    images = np.asarray(images, dtype=np.float32)
+    rows = ((np.arange(size[0]) + 0.5) * images.shape[1] / size[0]).astype(int)
+    cols = ((np.arange(size[1]) + 0.5) * images.shape[2] / size[1]).astype(int)
+    return images[:, rows][:, :, cols]
+
+
+def _mosaic(rows: Sequence[np.ndarray], breaks: set[int], gap: int) -> tuple[np.ndarray, list[int]]:
+    """Rows of tiles (each (C, h, w, 3)) as one white-spaced image: ``gap`` pixels between
+    tiles, 4·``gap`` above the rows in ``breaks`` (groups). Returns the image and each row's
+    top pixel."""
+    strips, tops, y = [], [], 0
+    for r, tiles in enumerate(rows):
+        if r:
+            space = 4 * gap if r in breaks else gap
+            strips.append(np.ones((space, strips[-1].shape[1], 3), dtype=np.float32))
+            y += space
+        padded = np.pad(tiles, ((0, 0), (0, 0), (0, gap), (0, 0)), constant_values=1.0)
+        count, h, w = padded.shape[:3]
+        strips.append(padded.transpose(1, 0, 2, 3).reshape(h, count * w, 3)[:, :-gap])
+        tops.append(y)
+        y += h
+    return np.concatenate(strips), tops
 
 
 def layer_curves(run: RunData, metrics: Sequence[str]) -> Figure | None:
@@ -96,7 +264,7 @@ def layer_curves(run: RunData, metrics: Sequence[str]) -> Figure | None:
     methods = [m for m in run.methods if len(run.layers_of(m)) >= 2]
     if not methods or not metrics:
         return None
-    figure, axes = _grid(len(run.models), len(metrics), 3.2, 2.6, frame=True)
+    figure, axes = _grid(len(run.models), len(metrics), 3.2, 2.6)
     for r, model in enumerate(run.models):
         for c, metric in enumerate(metrics):
             ax = axes[r, c]
@@ -122,7 +290,7 @@ def metric_bars(run: RunData, metrics: Sequence[str]) -> Figure:
     """Bars of accuracy and each metric (columns) per model (rows): one group per method
     (controls included), one bar per variant, with error bars."""
     shown = [ACCURACY, *metrics]
-    figure, axes = _grid(len(run.models), len(shown), 3.4, 2.6, frame=True)
+    figure, axes = _grid(len(run.models), len(shown), 3.4, 2.6)
     for r, model in enumerate(run.models):
         for c, metric in enumerate(shown):
             methods = [CLASSIFIER] if metric == ACCURACY else [*run.methods, *run.controls]
@@ -139,7 +307,7 @@ def per_au_bars(run: RunData) -> Figure | None:
     metrics = run.per_au_metrics()
     if not metrics:
         return None
-    figure, axes = _grid(len(run.models), len(run.methods), 3.4, 2.6, frame=True)
+    figure, axes = _grid(len(run.models), len(run.methods), 3.4, 2.6)
     aus = [m.split(":", 1)[1] for m in metrics]
     for r, model in enumerate(run.models):
         for c, method in enumerate(run.methods):
@@ -165,7 +333,7 @@ def lambda_curve(run: RunData, metrics: Sequence[str]) -> Figure | None:
     shown = [ACCURACY, *metrics]
     variants = [run.baseline, *sweep]
     lams = [0.0 if v == run.baseline else run.variants[v].lam for v in variants]
-    figure, axes = _grid(len(run.models), len(shown), 3.2, 2.6, frame=True)
+    figure, axes = _grid(len(run.models), len(shown), 3.2, 2.6)
     for r, model in enumerate(run.models):
         for c, metric in enumerate(shown):
             ax = axes[r, c]
@@ -189,7 +357,7 @@ def sanity_curves(run: RunData) -> Figure | None:
         return None
     modules = [derived_column(m).label for m in metrics]
     width = max(3.2, 0.16 * len(modules))
-    figure, axes = _grid(len(run.models), len(run.variants), width, 2.8, frame=True)
+    figure, axes = _grid(len(run.models), len(run.variants), width, 2.8)
     for r, model in enumerate(run.models):
         for c, variant in enumerate(run.variants):
             ax = axes[r, c]
@@ -214,7 +382,7 @@ def confusion_figure(run: RunData) -> Figure | None:
     scores = scores[(scores["method"] == CLASSIFIER) & (scores["metric"] == "pred")]
     if scores.empty:
         return None
-    figure, axes = _grid(len(run.models), len(run.variants), 3.0, 3.0, frame=True)
+    figure, axes = _grid(len(run.models), len(run.variants), 3.0, 3.0)
     for r, model in enumerate(run.models):
         for c, variant in enumerate(run.variants):
             ax = axes[r, c]
@@ -235,33 +403,15 @@ def confusion_figure(run: RunData) -> Figure | None:
     return figure
 
 
-def _grid(
-    rows: int, cols: int, width: float, height: float, frame: bool = False
-) -> tuple[Figure, np.ndarray]:
-    """A figure of rows × cols panels of width × height inches: framed plots (constrained
-    layout), or image tiles on a fixed grid (fast with many tiles) unless ``frame``."""
-    size = (width * cols, height * rows + (0.3 if frame else 0.8))
-    figure = Figure(figsize=size, layout="constrained" if frame else None)
-    axes = figure.subplots(rows, cols, squeeze=False)
-    if not frame:  # room at the top for a title and two-line column titles
-        top = 1 - 0.7 / size[1]
-        figure.subplots_adjust(left=0.02, right=0.995, bottom=0.005, top=top, wspace=0.04)
-        for ax in axes.ravel():
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-    return figure, axes
+def _grid(rows: int, cols: int, width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of rows × cols framed panels of width × height inches (constrained layout)."""
+    figure = Figure(figsize=(width * cols, height * rows + 0.3), layout="constrained")
+    return figure, figure.subplots(rows, cols, squeeze=False)
 
 
 def _legend(figure: Figure, ax: Axes) -> None:
     """The legend of ``ax``'s artists, outside the panels on the right."""
     figure.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=6)
-
-
-def _show(ax: Axes, image: np.ndarray | None) -> None:
-    if image is not None:
-        ax.imshow(image, interpolation="nearest")
 
 
 def _class_name(label: int) -> str:
