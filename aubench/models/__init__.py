@@ -1,5 +1,6 @@
-"""Models: timm factory, models from anywhere (SPEC + model card), layer naming and resolution,
-feature capture, layer attention."""
+"""Models: timm factory, models from anywhere (SPEC + model card; the seed paper's published
+checkpoints as ``belharbi2024:METHOD``), layer naming and resolution, feature capture, layer
+attention."""
 
 from aubench.models.adapt import adapt_inputs_outputs
 from aubench.models.attention import ATTENTION_KINDS, layer_attention
@@ -8,7 +9,7 @@ from aubench.models.card import CardError, ModelCard, canonical_class, load_card
 from aubench.models.checkpoints import LoadReport, WeightsFile, load_state, read_weights
 from aubench.models.factory import create, load_weights, set_large_maps
 from aubench.models.layers import LayerInfo, list_layers, resolve_layer, resolve_layers, stage_names
-from aubench.models.sources import load_model
+from aubench.models.sources import load_model, spec_card
 from aubench.models.support import (
     LayerAccessError,
     ModelSource,
@@ -46,6 +47,7 @@ __all__ = [
     "resolve_layers",
     "set_large_maps",
     "source_of",
+    "spec_card",
     "stage_names",
     "supports_layers",
 ]

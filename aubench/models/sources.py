@@ -9,6 +9,9 @@ SPEC forms:
 - ``path/to/file.py:FACTORY`` (imported by path, its folder on ``sys.path`` while it is imported)
   or ``package.module:FACTORY``: ``FACTORY()`` must return an ``nn.Module``; ``checkpoint``
   optional.
+- ``belharbi2024:METHOD``: the seed paper's published checkpoints (the reference's
+  ``model.pt`` as ``checkpoint``), rebuilt as aubench's model of METHOD with the reference's key
+  map (:mod:`aubench.models.belharbi2024`); the SPEC brings its model card (:func:`spec_card`).
 - a TorchScript file (``torch.jit.save``) or a ``torch.export`` file (``torch.export.save``,
   usually ``.pt2``), recognised by content, whatever the suffix; they carry their own weights.
   A ``.pt2`` program is unflattened (``torch.export.unflatten``) so that its submodules keep
@@ -29,13 +32,16 @@ import re
 import sys
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any, NamedTuple
 
 import timm
 import torch
 from torch import nn
 
+from aubench.models import belharbi2024
 from aubench.models.checkpoints import (
     LoadReport,
     WeightsFile,
@@ -48,9 +54,25 @@ from aubench.models.support import SOURCE_ATTRIBUTE, ModelSource
 
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 FORMS = (
-    "timm:NAME, path/to/file.py:FACTORY, package.module:FACTORY, a TorchScript file or a "
-    "torch.export .pt2 file"
+    "timm:NAME, belharbi2024:METHOD, path/to/file.py:FACTORY, package.module:FACTORY, a "
+    "TorchScript file or a torch.export .pt2 file"
 )
+
+
+class Scheme(NamedTuple):
+    """A SPEC prefix naming models aubench builds itself: ``load(spec, checkpoint, strict)``
+    gives the model and its :class:`ModelSource`, ``card(spec)`` the model card keys it comes
+    with."""
+
+    load: Callable[[str, str | os.PathLike | None, bool], tuple[nn.Module, ModelSource]]
+    card: Callable[[str], dict[str, Any]]
+
+
+#: SPEC prefix (before the first ``:``) → its :class:`Scheme` (``timm:`` is handled apart: it
+#: also takes ``num_classes``).
+SCHEMES: dict[str, Scheme] = {
+    belharbi2024.SCHEME: Scheme(belharbi2024.load_reference, belharbi2024.spec_card),
+}
 
 
 def load_model(
@@ -75,8 +97,11 @@ def load_model(
             f"num_classes sets the head of timm: models only, not of {spec!r} (its output width "
             "is checked against the model card's classes)"
         )
+    scheme = spec.partition(":")[0]
     if spec.startswith("timm:"):
         model, source = _timm(spec, checkpoint, strict, num_classes)
+    elif scheme in SCHEMES:
+        model, source = SCHEMES[scheme].load(spec, checkpoint, strict)
     elif path.is_file():
         model, source = _model_file(spec, path, checkpoint)
     elif ":" in spec:
@@ -86,6 +111,15 @@ def load_model(
     model.eval()
     setattr(model, SOURCE_ATTRIBUTE, source)
     return model
+
+
+def spec_card(spec: str | os.PathLike) -> dict[str, Any] | None:
+    """The model card keys that SPEC ``spec`` comes with (``belharbi2024:cam``: the reference's
+    preprocessing, classes and CAM layer), or None for the forms that bring none; a card file or
+    flags given by the user override its keys. ``ValueError`` for an unknown method of a scheme."""
+    spec = str(spec).strip()
+    scheme = SCHEMES.get(spec.partition(":")[0])
+    return None if scheme is None else scheme.card(spec)
 
 
 def _unknown_form(spec: str) -> str:
