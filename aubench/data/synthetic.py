@@ -3,7 +3,9 @@
 Images come from :mod:`aubench.faces.synth`: (seed, split, index) fixes image, landmarks and
 label on any machine. Labels are already canonical (0 neutral … 6 sadness, 7 contempt with 8
 classes), so there is no id mapping to document; every block of ``num_classes`` consecutive
-indices holds each class once.
+indices holds each class once. AU counterfactuals of any item (some AUs removed or scaled, all
+else equal) come from :meth:`SyntheticFaces.counterfactual` and, batched,
+:meth:`SyntheticFaces.counterfactuals`.
 """
 
 from __future__ import annotations
@@ -13,23 +15,25 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from tqdm.auto import tqdm
 
 from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD, Sample
 from aubench.faces.codebook import EXPRESSIONS, Codebook
 from aubench.faces.synth import (
+    Intervention,
     SynthConfig,
     SynthSample,
     check_size,
     face_landmarks,
     label_of,
+    render_as_sample,
     render_sample,
     sample_params,
     split_code,
@@ -45,9 +49,11 @@ class SyntheticFaces(Dataset):
 
     Each item is a dict: ``image`` float32 (3, size, size) — RGB in [0, 1], then
     ``(x − IMAGENET_MEAN) / IMAGENET_STD`` when ``normalize`` —, ``label`` int (canonical order),
-    ``landmarks`` float32 (68, 2) (x, y) pixels, ``id`` ``"synthetic-<split>-<index:06d>"``, and
-    ``shortcut`` bool (whether the class-coloured cue was drawn). ``transform`` (a callable on
-    that dict) is applied last.
+    ``landmarks`` float32 (68, 2) (x, y) pixels, ``id`` ``"synthetic-<split>-<index:06d>"``,
+    ``shortcut`` bool (whether the class-coloured cue was drawn) and ``au_intensity`` float32
+    (len(ALL_AUS),): the intensity each AU was drawn at, 0 for absent AUs, indexed like
+    :data:`aubench.faces.codebook.ALL_AUS` (the ground-truth AU evidence). ``transform`` (a
+    callable on that dict) is applied last.
 
     Args:
         n: number of faces (indices 0 … n − 1).
@@ -93,7 +99,68 @@ class SyntheticFaces(Dataset):
         return self.n
 
     def __getitem__(self, index: int) -> Sample:
-        face = self.render(self._index(index))
+        return self._sample(index, self.render(index), None)
+
+    def counterfactual(self, index: int, intervention: Intervention) -> Sample:
+        """Item ``index`` with its AUs changed by ``intervention``, as a Sample dict.
+
+        The same keys as ``dataset[index]`` (the same transform applied): the same identity,
+        pose, lighting, background and shortcut patch; ``label`` stays the item's class;
+        ``landmarks`` are those the counterfactual is drawn from (a removed AU's displacement
+        is absent from them, a scaled one's scaled); ``au_intensity`` is what was drawn;
+        ``id`` is ``"<sample_id>@<intervention>"`` (the plain sample id for the identity, whose
+        counterfactual is ``dataset[index]`` bit for bit).
+        """
+        return self._sample(index, self.render(index, intervention), intervention)
+
+    def counterfactuals(
+        self,
+        indices: Sequence[int],
+        interventions: Intervention | Sequence[Intervention],
+        collate_fn: Callable[[list[Sample]], dict] = default_collate,
+    ) -> dict:
+        """The counterfactuals of many items as one batch: ``collate_fn`` (default
+        ``default_collate``; pass :class:`~aubench.data.batch.HeatmapCollate` for heatmaps) of
+        ``[counterfactual(i, v) for i, v in zip(indices, interventions)]``.
+
+        ``interventions`` is one per index, or a single one for all (e.g. one AU removed from
+        every face that shows it: one batched forward per AU). Each distinct index's parameters
+        are sampled once, however many interventions it comes with.
+        """
+        items = [self._index(i) for i in indices]
+        if isinstance(interventions, Intervention):
+            interventions = [interventions] * len(items)
+        elif len(interventions) != len(items):
+            raise ValueError(
+                f"counterfactuals got {len(items)} indices but {len(interventions)} interventions"
+            )
+        params = {
+            i: sample_params(self.seed, self.split, i, self.config) for i in dict.fromkeys(items)
+        }
+        return collate_fn(
+            [
+                self._sample(i, render_as_sample(params[i], self.size, v), v)
+                for i, v in zip(items, interventions, strict=True)
+            ]
+        )
+
+    def render(self, index: int, intervention: Intervention | None = None) -> SynthSample:
+        """Item ``index`` (its counterfactual under ``intervention``, if given) as numpy: uint8
+        (size, size, 3) RGB image, landmarks, label, shortcut, AU intensities."""
+        return render_sample(
+            self.seed, self.split, self._index(index), self.size, self.config, intervention
+        )
+
+    def sample_id(self, index: int, intervention: Intervention | None = None) -> str:
+        """``"synthetic-<split>-<index:06d>"``, then ``"@<intervention>"`` unless ``intervention``
+        is None or the identity (e.g. ``synthetic-test-000012@au12x0``)."""
+        base = f"synthetic-{self.split}-{self._index(index):06d}"
+        if intervention is None or intervention.is_identity:
+            return base
+        return f"{base}@{intervention}"
+
+    def _sample(self, index: int, face: SynthSample, intervention: Intervention | None) -> Sample:
+        """The Sample dict of a rendered ``face`` of item ``index``, ``transform`` applied."""
         image = torch.from_numpy(face.image).permute(2, 0, 1).float().div_(255.0)
         if self.normalize:
             image = image.sub_(_MEAN).div_(_STD)
@@ -101,18 +168,11 @@ class SyntheticFaces(Dataset):
             "image": image,
             "label": face.label,
             "landmarks": torch.from_numpy(face.landmarks),
-            "id": self.sample_id(index),
+            "id": self.sample_id(index, intervention),
             "shortcut": face.shortcut,
+            "au_intensity": torch.from_numpy(face.au_intensity),
         }
         return self.transform(sample) if self.transform is not None else sample
-
-    def render(self, index: int) -> SynthSample:
-        """Item ``index`` as numpy: uint8 (size, size, 3) RGB image, landmarks, label, shortcut."""
-        return render_sample(self.seed, self.split, self._index(index), self.size, self.config)
-
-    def sample_id(self, index: int) -> str:
-        """``"synthetic-<split>-<index:06d>"``."""
-        return f"synthetic-{self.split}-{self._index(index):06d}"
 
     @property
     def labels(self) -> list[int]:

@@ -24,7 +24,18 @@ intensities (uniform in [0.6, 1] of full, one per AU of :data:`ALL_AUS`, drawn w
 Labels come in balanced blocks: block ``b = index // C`` holds a permutation of the C classes drawn
 from child 2 of ``SeedSequence([seed, split_code, b])``. So (seed, split, index) fixes image,
 landmarks and label on any machine, and rendering the same :class:`FaceParams` as another
-expression changes only AU evidence.
+expression changes only AU evidence. There is no pixel-noise draw.
+
+Counterfactuals: an :class:`Intervention` removes or scales chosen AUs of a face. It multiplies
+the drawn intensities (a′ = factor·a) and renders the same :class:`FaceParams`; since every AU's
+intensity is drawn whatever the label, from its own stream, and nothing else depends on the AUs,
+no other draw changes, and the identity intervention gives the factual face bit for bit. A
+counterfactual's landmarks are the ones it is drawn from, ``shape + Σ_au a′[au]·MOTION[au]·iod``
+through the pose: a removed AU's displacement is absent from them, a scaled one is scaled, and
+only the landmarks the AU moves (``MOTION[au] ≠ 0``) differ from the factual ones. Pixels change
+only where the renderer draws something that depends on the AU: its marks, the contour edges at
+its moved landmarks, the eye or teeth shapes those landmarks define, the marks of other AUs
+anchored on them, and the lips' (AU23) or sclera's (AU5) colour.
 
 Shortcut option: with probability ρ (``shortcut``, drawn from the nuisance stream) a square patch
 of a class colour (:data:`CUE_COLOURS`) is drawn in a bottom corner of the background, outside the
@@ -43,6 +54,8 @@ with o = :data:`FACE_CENTRE`, c = ((size − 1)/2, (size − 1)/2) + shift·size
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -233,12 +246,122 @@ class RenderedFace(NamedTuple):
 
 class SynthSample(NamedTuple):
     """One dataset item: ``image`` uint8 (S, S, 3) RGB, ``landmarks`` float32 (68, 2), ``label``,
-    and ``shortcut``: whether the shortcut patch was drawn."""
+    ``shortcut`` (whether the shortcut patch was drawn) and ``au_intensity`` float32
+    (len(ALL_AUS),): the intensity each AU was drawn at (0: absent), indexed like
+    :data:`ALL_AUS` — the ground-truth AU evidence, after any :class:`Intervention`."""
 
     image: np.ndarray
     landmarks: np.ndarray
     label: int
     shortcut: bool
+    au_intensity: np.ndarray
+
+
+class Intervention:
+    """An AU counterfactual: which AUs of a face to weaken, each by a factor in [0, 1].
+
+    Rendering with an intervention draws AU k at ``factor_k · intensity_k`` (factor 1 for the AUs
+    it does not name; an AU the expression lacks stays absent whatever its factor): factor 0
+    removes the AU's landmark displacement and appearance cues, factor s scales both (the
+    displacement is linear in the intensity a′; a mark keeps its shape and takes the colour
+    base·(1 + (tone − 1)·a′), fading into the skin or lips as a′ → 0). Nothing else of the face
+    changes — identity, pose, lighting, background, clutter and shortcut patch come from the
+    unchanged :class:`FaceParams`.
+
+    Build one with ``Intervention({6: 0.0, 12: 0.5})``, :meth:`remove` or :meth:`scale`; factors of
+    1 are dropped, so ``Intervention()``, ``Intervention.scale(12, 1.0)`` and ``remove()`` are the
+    identity (the factual face). Instances are immutable, hashable and equal when their factors
+    are; ``str`` is a stable key for ids and caches, :meth:`parse` its inverse: ``"factual"`` for
+    the identity, else ``au<k>x<factor>`` per AU joined by ``+`` in ascending AU order, the factor
+    in the shortest decimal that round-trips (``"au6x0+au12x0.5"``).
+    """
+
+    __slots__ = ("_factors", "_vector")
+    _factors: tuple[tuple[int, float], ...]  # (AU, factor ≠ 1), ascending AU
+    _vector: np.ndarray
+
+    def __init__(self, factors: Mapping[int, float] | None = None) -> None:
+        items = dict(factors or {})
+        for au, factor in items.items():
+            if isinstance(au, bool) or not isinstance(au, int | np.integer) or au not in ALL_AUS:
+                raise ValueError(f"intervention on unknown AU {au!r}; drawable AUs are {ALL_AUS}")
+            if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
+                raise ValueError(f"AU{au}'s factor must be a number in [0, 1], got {factor!r}")
+            if not 0.0 <= factor <= 1.0:
+                raise ValueError(f"AU{au}'s factor must lie in [0, 1], got {factor!r}")
+        kept = sorted((int(au), float(f)) for au, f in items.items() if f != 1.0)
+        vector = np.ones(len(ALL_AUS))
+        for au, factor in kept:
+            vector[ALL_AUS.index(au)] = factor
+        vector.flags.writeable = False
+        object.__setattr__(self, "_factors", tuple(kept))
+        object.__setattr__(self, "_vector", vector)
+
+    @classmethod
+    def remove(cls, *aus: int) -> Intervention:
+        """Remove ``aus`` (factor 0): their displacements and cues are not drawn."""
+        return cls(dict.fromkeys(aus, 0.0))
+
+    @classmethod
+    def scale(cls, au: int, factor: float) -> Intervention:
+        """Draw ``au`` at ``factor`` ∈ [0, 1] of its intensity (0: removed, 1: factual)."""
+        return cls({au: factor})
+
+    @classmethod
+    def parse(cls, text: str) -> Intervention:
+        """The intervention whose ``str`` is ``text``; ValueError naming a malformed part."""
+        if text == "factual":
+            return cls()
+        factors: dict[int, float] = {}
+        for part in text.split("+"):
+            match = _INTERVENTION_PART.fullmatch(part)
+            if match is None:
+                raise ValueError(
+                    f"malformed intervention {text!r} at {part!r}: expected 'factual' or "
+                    "'au<k>x<factor>' parts joined by '+', e.g. 'au6x0+au12x0.5'"
+                )
+            factors[int(match[1])] = float(match[2])
+        return cls(factors)
+
+    @property
+    def factors(self) -> dict[int, float]:
+        """AU → factor of every AU it changes (a copy; AUs left at 1 are not listed)."""
+        return dict(self._factors)
+
+    @property
+    def vector(self) -> np.ndarray:
+        """Read-only float64 (len(ALL_AUS),) factor of every AU, indexed like :data:`ALL_AUS`."""
+        return self._vector
+
+    @property
+    def is_identity(self) -> bool:
+        """True when it changes nothing (renders the factual face)."""
+        return not self._factors
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Intervention is immutable: cannot set {name!r}")
+
+    def __reduce__(self) -> tuple:
+        return Intervention, (dict(self._factors),)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Intervention) and self._factors == other._factors
+
+    def __hash__(self) -> int:
+        return hash(self._factors)
+
+    def __str__(self) -> str:
+        if not self._factors:
+            return "factual"
+        return "+".join(
+            f"au{au}x{np.format_float_positional(f, trim='-')}" for au, f in self._factors
+        )
+
+    def __repr__(self) -> str:
+        return f"Intervention({dict(self._factors)!r})"
+
+
+_INTERVENTION_PART = re.compile(r"au(\d+)x(\d+(?:\.\d+)?)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,6 +840,24 @@ def _intensities(params: FaceParams, expression: object) -> np.ndarray:
     return np.where(_au_mask(params.class_aus[label]), params.au_intensity, 0.0)
 
 
+def rendered_intensity(
+    params: FaceParams,
+    expression: Expression | int | str | Mapping[int, float] | None = None,
+    intervention: Intervention | None = None,
+) -> np.ndarray:
+    """float64 (len(ALL_AUS),) intensity at which :func:`render` draws each AU (0: absent),
+    indexed like :data:`ALL_AUS`: the expression's intensities (see :func:`render`) times the
+    intervention's :attr:`~Intervention.vector`."""
+    intensity = _intensities(params, expression)
+    if intervention is None:
+        return intensity
+    if not isinstance(intervention, Intervention):
+        raise TypeError(
+            f"intervention must be an Intervention or None, got {type(intervention).__name__}"
+        )
+    return intensity * intervention.vector
+
+
 def _unit_face(identity: Identity, intensity: np.ndarray) -> np.ndarray:
     """Unit-frame landmarks (68, 2): ``shape + Σ_au intensity[au]·MOTION[au]·iod``."""
     return identity.shape + (intensity @ _MOTION_FLAT).reshape(NUM_LANDMARKS, 2) * identity.iod
@@ -726,11 +867,12 @@ def face_landmarks(
     params: FaceParams,
     size: int,
     expression: Expression | int | str | Mapping[int, float] | None = None,
+    intervention: Intervention | None = None,
 ) -> np.ndarray:
     """The landmarks float32 (68, 2) that :func:`render` returns, without drawing anything."""
     size = check_size(size)
     linear, offset = _pose_transform(params.pose, size)
-    face = _unit_face(params.identity, _intensities(params, expression))
+    face = _unit_face(params.identity, rendered_intensity(params, expression, intervention))
     return (face @ linear.T + offset).astype(np.float32)
 
 
@@ -738,16 +880,21 @@ def render(
     params: FaceParams,
     size: int,
     expression: Expression | int | str | Mapping[int, float] | None = None,
+    intervention: Intervention | None = None,
 ) -> RenderedFace:
     """Draw the face of ``params`` at ``size``×``size`` pixels.
 
     ``expression`` selects the AU evidence: None → the params' label, an expression (id, name or
     :class:`Expression`) → its AU set with the params' intensities, or a mapping AU → intensity in
-    [0, 1] (0 = absent). Everything else (identity, pose, scene, shortcut patch) stays fixed.
-    The landmarks are :func:`face_landmarks`; every feature is drawn from them.
+    [0, 1] (0 = absent). ``intervention`` then scales those intensities
+    (:func:`rendered_intensity`). Everything else (identity, pose, scene, shortcut patch) stays
+    fixed. The landmarks are :func:`face_landmarks`; every feature is drawn from them.
     """
-    size = check_size(size)
-    a = _intensities(params, expression)
+    return _render(params, check_size(size), rendered_intensity(params, expression, intervention))
+
+
+def _render(params: FaceParams, size: int, a: np.ndarray) -> RenderedFace:
+    """:func:`render` with the AU intensities ``a`` (len(ALL_AUS),) given."""
     ident, scene = params.identity, params.scene
     face = _unit_face(ident, a)
     image = cv2.resize(scene.gradient, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -770,12 +917,27 @@ def render(
 
 
 def render_sample(
-    seed: int, split: str, index: int, size: int = 112, config: SynthConfig | None = None
+    seed: int,
+    split: str,
+    index: int,
+    size: int = 112,
+    config: SynthConfig | None = None,
+    intervention: Intervention | None = None,
 ) -> SynthSample:
-    """Sample and render item ``index``: the one-call path of datasets and exports."""
-    params = sample_params(seed, split, index, config)
-    image, landmarks = render(params, size)
-    return SynthSample(image, landmarks, params.label, params.cue_class is not None)
+    """Sample and render item ``index`` (its counterfactual under ``intervention``, if given):
+    the one-call path of datasets and exports."""
+    return render_as_sample(sample_params(seed, split, index, config), size, intervention)
+
+
+def render_as_sample(
+    params: FaceParams, size: int, intervention: Intervention | None = None
+) -> SynthSample:
+    """Render ``params`` with its own label (under ``intervention``, if given) as a sample."""
+    intensity = rendered_intensity(params, None, intervention)
+    image, landmarks = _render(params, check_size(size), intensity)
+    return SynthSample(
+        image, landmarks, params.label, params.cue_class is not None, intensity.astype(np.float32)
+    )
 
 
 def cue_box(size: int, corner: int) -> tuple[int, int, int, int]:
