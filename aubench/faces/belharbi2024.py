@@ -43,15 +43,22 @@ class Belharbi2024Regions(RegionModel):
         Each distinct ellipse shape is drawn once (:data:`BELHARBI2024_SAME_AS`), the max over a
         sample's grids and the min-max are taken on the 28×28 grid, then upsampled.
         """
-        points, au_mask, height, width = faces.points, faces.au_mask, faces.height, faces.width
+        au_mask = faces.au_mask
         same_as = _constant(np.array, (BELHARBI2024_SAME_AS,), au_mask.device, torch.long)
         shapes = torch.zeros_like(au_mask).index_add_(1, same_as, au_mask)  # one per distinct shape
-        grids, b_idx, _ = _blurred_cells(points, shapes, height, width)
-        flat = grids.flatten(1)
-        combined = flat.new_zeros(points.shape[0], flat.shape[1])  # grids are ≥ 0: 0 is the floor
-        combined.scatter_reduce_(0, b_idx[:, None].expand_as(flat), flat, "amax")
-        normalised, valid = minmax(combined.view(-1, PAPER_GRID, PAPER_GRID))
-        return _upsample(normalised, height, width), valid
+        return _combined(faces, shapes, None)
+
+    def weighted_maps(
+        self, faces: FaceBatch, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`maps`, each shape's 28×28 grid scaled by the largest weight of the AUs drawn
+        with it before the max (``max_k w_k·R_k``; identical to :meth:`maps` at w = 1)."""
+        weight = torch.where(faces.au_mask, weights.to(faces.points.dtype), 0.0)
+        same_as = _constant(np.array, (BELHARBI2024_SAME_AS,), weight.device, torch.long)
+        shape_weight = torch.zeros_like(weight).scatter_reduce_(
+            1, same_as.expand_as(weight), weight, "amax"
+        )
+        return _combined(faces, shape_weight > 0, shape_weight)
 
     def per_au_maps(self, faces: FaceBatch, aus: tuple[int, ...]) -> torch.Tensor:
         """(B, K, H, W): each AU's blurred 28×28 grid upsampled to (H, W), ellipses 1 inside."""
@@ -61,6 +68,22 @@ class Belharbi2024Regions(RegionModel):
         maps = points.new_zeros(points.shape[0], len(ALL_AUS), height, width)
         maps[b_idx, k_idx] = _upsample(grids, height, width)
         return maps[:, columns]
+
+
+def _combined(
+    faces: FaceBatch, shapes: torch.Tensor, weight: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The max over a sample's blurred shape grids (each times ``weight`` (B, len(ALL_AUS)) of
+    its shape when given), min-max on the 28×28 grid, upsampled: ``(maps, valid)``."""
+    points, height, width = faces.points, faces.height, faces.width
+    grids, b_idx, k_idx = _blurred_cells(points, shapes, height, width)
+    flat = grids.flatten(1)
+    if weight is not None:
+        flat = flat * weight[b_idx, k_idx, None]
+    combined = flat.new_zeros(points.shape[0], flat.shape[1])  # grids are ≥ 0: 0 is the floor
+    combined.scatter_reduce_(0, b_idx[:, None].expand_as(flat), flat, "amax")
+    normalised, valid = minmax(combined.view(-1, PAPER_GRID, PAPER_GRID))
+    return _upsample(normalised, height, width), valid
 
 
 # ---------------------------------------------------------------------------------------------

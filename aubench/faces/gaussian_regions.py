@@ -53,6 +53,19 @@ class FaceBlobs(RegionModel):
         ]
         return torch.stack(maps, dim=1)
 
+    def weighted_maps(
+        self, faces: FaceBatch, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``minmax(max_n w_n·exp(−q_n))`` over the blobs n of the AUs in ``faces.au_mask``,
+        w_n its AU's weight: ``exp(−(q_n − log w_n))``, the same single pass over blob slots as
+        :meth:`maps` (and bit-identical to it at w = 1)."""
+        points, height, width = faces.points, faces.height, faces.width
+        mask = faces.au_mask & (weights > 0)
+        centres, sigma, active = _default_blob_layout(points, mask, height, width)
+        blob_weight = weights.to(points.dtype)[:, _DEFAULT_TABLE.au_index.to(points.device)]
+        offset = torch.where(active, blob_weight, 1.0).log().neg()
+        return minmax(_gaussian_max(centres, sigma, active, height, width, offset))
+
 
 class GenericFaceBlobs(FaceBlobs):
     """The default blobs of every AU, whatever the label: a class-agnostic face prior."""
@@ -119,13 +132,19 @@ def _default_blob_layout(
 
 
 def _gaussian_max(
-    centres: torch.Tensor, sigma: torch.Tensor, active: torch.Tensor, height: int, width: int
+    centres: torch.Tensor,
+    sigma: torch.Tensor,
+    active: torch.Tensor,
+    height: int,
+    width: int,
+    offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """max_n exp(−q_n(x, y)) over the active blobs (B, H, W); zeros where none is active.
 
-    q_n = ½((x − cx)/σx)² + ½((y − cy)/σy)², separable: the min over blobs of qy_n(y) + qx_n(x) is
-    taken slot by slot after packing each sample's active blobs to the front, so the loop runs
-    over blob slots (≤ N), never over samples.
+    q_n = ½((x − cx)/σx)² + ½((y − cy)/σy)² (+ ``offset`` (B, N) when given: −log w_n weights
+    blob n by w_n), separable: the min over blobs of qy_n(y) + qx_n(x) is taken slot by slot
+    after packing each sample's active blobs to the front, so the loop runs over blob slots
+    (≤ N), never over samples.
     """
     batch = centres.shape[0]
     counts = active.sum(dim=1)
@@ -141,6 +160,8 @@ def _gaussian_max(
         s = torch.where(used[..., None], s, 1.0)  # unused slots may hold degenerate blobs
         qx = 0.5 * ((xs - c[..., 0:1]) / s[..., 0:1]) ** 2  # (B, slots, W)
         qy = 0.5 * ((ys - c[..., 1:2]) / s[..., 1:2]) ** 2  # (B, slots, H)
+        if offset is not None:
+            qy = qy + offset.gather(1, order)[..., None]
         qy = torch.where(used[..., None], qy, math.inf)
         scratch = torch.empty_like(out)  # one buffer for every slot, not one allocation each
         for slot in range(slots):

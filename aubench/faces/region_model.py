@@ -3,8 +3,10 @@
 :func:`aubench.faces.heatmaps.au_heatmaps` validates its inputs once, resolves the codebook into
 each sample's AUs, and hands a :class:`FaceBatch` to the chosen :class:`RegionModel`; the model
 draws. The split is the seam for new evidence: a region model only *draws* regions (per AU, or
-label-agnostic), while which AUs a sample shows comes with the batch (``au_mask``, today from the
-codebook and the label). Models are registered by name in :mod:`aubench.faces.region_registry`.
+label-agnostic), while which AUs a sample shows comes with the batch (``au_mask``: from the
+codebook and the label, or from per-image AU evidence, :mod:`aubench.faces.evidence`, whose
+intensities weight each AU's region in :meth:`RegionModel.weighted_maps`). Models are registered
+by name in :mod:`aubench.faces.region_registry`.
 
 Contract of :meth:`RegionModel.maps`: ``(maps (B, H, W) in [0, 1], valid (B,) bool)`` on the
 landmarks' device and dtype, an all-zero map wherever ``valid`` is False. A model sets
@@ -20,6 +22,8 @@ from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import torch
+
+from aubench.faces.codebook import ALL_AUS
 
 
 class FaceBatch(NamedTuple):
@@ -65,6 +69,26 @@ class RegionModel(ABC):
         Only models with AUs (``default_codebook`` set) draw per-AU maps.
         """
         raise NotImplementedError(f"region model {self.name!r} draws no per-AU maps")
+
+    def weighted_maps(
+        self, faces: FaceBatch, weights: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(maps (B, H, W) in [0, 1], valid (B,))`` of per-image AU evidence:
+        ``minmax(max_k w_k · R_k)`` over the AUs k in ``faces.au_mask``, with ``weights``
+        (B, len(ALL_AUS)) the AUs' normalised intensities in [0, 1] (:mod:`aubench.faces.evidence`).
+
+        Weights of 1 on the label's AUs give the codebook map. This default builds it from
+        :meth:`per_au_maps` (B, K, H, W) for the AUs the batch uses; models override it with a
+        cheaper path that equals their :meth:`maps` at weight 1 (``default``, ``belharbi2024``).
+        """
+        mask = faces.au_mask & (weights > 0)
+        used = mask.any(dim=0).nonzero().flatten().tolist()
+        if not used:
+            blank = faces.points.new_zeros(len(mask), faces.height, faces.width)
+            return blank, torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
+        per_au = self.per_au_maps(faces._replace(au_mask=mask), tuple(ALL_AUS[k] for k in used))
+        scaled = per_au * torch.where(mask, weights, 0)[:, used, None, None].to(per_au.dtype)
+        return minmax(scaled.amax(dim=1))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
