@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from aubench.bench.results import read_results
+from aubench.bench.results import read_manifest, read_results
 from aubench.cli import main
 from aubench.models import load_card, load_model, source_of, spec_card
 from aubench.models.belharbi2024 import REFERENCE_MODELS, reference_card, reference_model
@@ -324,7 +324,7 @@ def test_the_post_hoc_and_cutmix_rows_are_cam_models(method, cam_checkpoint):
     own = model.state_dict()
     assert all(torch.equal(own[aubench_name(method, k)], v) for k, v in state.items())
     explainer = REFERENCE_MODELS[method].explainer
-    assert explainer == {"cutmix": "cam"}.get(method, method)
+    assert explainer == {"cutmix": "cam", "gradcam++": "gradcam++-belharbi2024"}.get(method, method)
 
 
 def test_cards_are_the_reference_preprocessing_and_cam_layers():
@@ -418,18 +418,20 @@ def test_config_model_yaml_settings_the_tensors_cannot_reveal_are_checked(cam_ch
 
 
 def test_evaluate_scores_a_reference_checkpoint_end_to_end(cam_checkpoint, tmp_path, capsys):
-    """``aubench evaluate --model belharbi2024:cam --checkpoint model.pt`` on synthetic faces,
-    with the reference's card (64 px here to keep it fast)."""
+    """``aubench evaluate --model belharbi2024:cam --checkpoint model.pt`` on synthetic faces:
+    the SPEC brings the reference's card (its crop, classes, CAM layer; 64 px here to keep it
+    fast) and its row's explainer, and names the model ``belharbi2024-cam``."""
     path, _ = cam_checkpoint
-    card = tmp_path / "card.yaml"
-    card.write_text(yaml.safe_dump(spec_card("belharbi2024:cam")))
-    argv = ["evaluate", "--model", "belharbi2024:cam", "--checkpoint", path, "--card", card]
+    argv = ["evaluate", "--model", "belharbi2024:cam", "--checkpoint", path]
     argv += ["--input-size", "64", "--data", "synthetic:n=40", "--max-images", "8"]
     argv += ["--metrics", "cosine", "--controls", "none", "--out", tmp_path / "run"]
     assert main([*map(str, argv), "--quiet", "--bootstrap", "20", "--samples-per-class", "1"]) == 0
     capsys.readouterr()
     results = read_results(tmp_path / "run")
     cosine = results[results.metric == "cosine"]
-    assert set(cosine.method) == {"attention", "cam", "gradcam"}
+    assert set(cosine.method) == {"cam"} and set(cosine.model) == {"belharbi2024-cam"}
     assert set(cosine.layer) == {"layer4"}
+    manifest = read_manifest(tmp_path / "run")
+    (card,) = [model["card"] for model in manifest["models"].values()]
+    assert card["crop"] == "as-is" and card["input_size"] == [64, 64]
     assert cosine.value.notna().any()

@@ -22,6 +22,8 @@ XGradCAM = CAM / (HW) up to the 1e-7, LayerCAM = Σ_k ReLU(W_tk) A_k / (HW).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from aubench.explain.base import register
@@ -61,7 +63,8 @@ class GradCAMPlusPlus(GradientMethod, ChannelWeighted):
 
     ``variant="belharbi2024"``: the reference FER code (paper-protocol.md §6), whose α
     normalisation is a no-op, so α = g² and ``w_k = Σ_ij g²_kij ReLU(g_kij)`` (∝ ReLU(W_tk)³ for a
-    GAP + linear head). Use it to reproduce that paper's GradCAM++ numbers.
+    GAP + linear head). Use it to reproduce that paper's GradCAM++ numbers; it is registered as
+    ``gradcam++-belharbi2024`` too (its name in results), so suites and the command line reach it.
     """
 
     name = "gradcam++"
@@ -72,6 +75,8 @@ class GradCAMPlusPlus(GradientMethod, ChannelWeighted):
                 f"gradcam++ variant {variant!r}: choose one of {', '.join(GRADCAMPP_VARIANTS)}"
             )
         self.variant = variant
+        if variant != "eq19":
+            self.name = f"gradcam++-{variant}"
 
     def weights(self, p: LayerPass) -> torch.Tensor:
         g = p.gradients
@@ -83,6 +88,9 @@ class GradCAMPlusPlus(GradientMethod, ChannelWeighted):
         else:
             alpha = g2
         return (alpha * g.clamp_min(0)).sum((2, 3))
+
+
+register("gradcam++-belharbi2024", partial(GradCAMPlusPlus, "belharbi2024"))
 
 
 @register("xgradcam")

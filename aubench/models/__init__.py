@@ -9,7 +9,7 @@ from aubench.models.card import CardError, ModelCard, canonical_class, load_card
 from aubench.models.checkpoints import LoadReport, WeightsFile, load_state, read_weights
 from aubench.models.factory import create, load_weights, set_large_maps
 from aubench.models.layers import LayerInfo, list_layers, resolve_layer, resolve_layers, stage_names
-from aubench.models.sources import load_model, spec_card
+from aubench.models.sources import load_model, spec_card, spec_explainers
 from aubench.models.support import (
     LayerAccessError,
     ModelSource,
@@ -48,6 +48,7 @@ __all__ = [
     "set_large_maps",
     "source_of",
     "spec_card",
+    "spec_explainers",
     "stage_names",
     "supports_layers",
 ]

@@ -212,7 +212,7 @@ REFERENCE_MODELS: dict[str, ReferenceModel] = {
     for model in (
         _wgap("cam", "CAM", "cam"),
         _wgap("gradcam", "GradCam", "gradcam"),
-        _wgap("gradcam++", "GradCAMpp", "gradcam++"),
+        _wgap("gradcam++", "GradCAMpp", "gradcam++-belharbi2024"),  # its α = g²
         _wgap("layercam", "LayerCAM", "layercam"),
         _wgap("cutmix", "CutMIX", "cam"),
         # the reference's CAM hook ``encoder.layer4.2.relu3`` is block 1 once ADL is inserted
@@ -302,6 +302,11 @@ def reference_card(method: str) -> dict[str, Any]:
 def spec_card(spec: str) -> dict[str, Any]:
     """:func:`reference_card` of SPEC ``belharbi2024:<method>``."""
     return reference_card(_method_of(spec))
+
+
+def spec_explainers(spec: str) -> tuple[str, ...]:
+    """The explainer giving the CAM-COS map of SPEC ``belharbi2024:<method>`` (its row's)."""
+    return (reference_model(_method_of(spec)).explainer,)
 
 
 def read_reference(path: str | os.PathLike) -> WeightsFile:

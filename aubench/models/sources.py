@@ -62,16 +62,19 @@ FORMS = (
 class Scheme(NamedTuple):
     """A SPEC prefix naming models aubench builds itself: ``load(spec, checkpoint, strict)``
     gives the model and its :class:`ModelSource`, ``card(spec)`` the model card keys it comes
-    with."""
+    with, ``explainers(spec)`` the explainers it is scored with by default."""
 
     load: Callable[[str, str | os.PathLike | None, bool], tuple[nn.Module, ModelSource]]
     card: Callable[[str], dict[str, Any]]
+    explainers: Callable[[str], tuple[str, ...]]
 
 
 #: SPEC prefix (before the first ``:``) → its :class:`Scheme` (``timm:`` is handled apart: it
 #: also takes ``num_classes``).
 SCHEMES: dict[str, Scheme] = {
-    belharbi2024.SCHEME: Scheme(belharbi2024.load_reference, belharbi2024.spec_card),
+    belharbi2024.SCHEME: Scheme(
+        belharbi2024.load_reference, belharbi2024.spec_card, belharbi2024.spec_explainers
+    ),
 }
 
 
@@ -120,6 +123,14 @@ def spec_card(spec: str | os.PathLike) -> dict[str, Any] | None:
     spec = str(spec).strip()
     scheme = SCHEMES.get(spec.partition(":")[0])
     return None if scheme is None else scheme.card(spec)
+
+
+def spec_explainers(spec: str | os.PathLike) -> tuple[str, ...] | None:
+    """The explainers SPEC ``spec`` is scored with when none are given (``belharbi2024:wildcat``:
+    ``wildcat``, its row's map), or None for the forms that name none."""
+    spec = str(spec).strip()
+    scheme = SCHEMES.get(spec.partition(":")[0])
+    return None if scheme is None else scheme.explainers(spec)
 
 
 def _unknown_form(spec: str) -> str:
