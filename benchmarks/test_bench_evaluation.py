@@ -1,8 +1,9 @@
 """Evaluation cost of one batch of the ``cam-methods`` suite, as a ratio to the model's bare
-forward + backward on the same batch. Goal (issue #15): ≤ 2×; also reports images/s.
+forward + backward on the same batch. Goals (issue #15): ≤ 1.5× on the CPU, ≤ 2× on CUDA; also
+reports images/s.
 
 One evaluation batch does what the suite's evaluation loop does per batch: the AU heatmaps from
-the landmarks, one no-grad forward for the predictions, every producer of the suite
+the landmarks, every producer of the suite (the predictions are the single pass's logits)
 (``aubench/bench/suites/cam-methods.yaml``: its explainers and controls, at its layers — the
 single-pass methods share one forward + backward, the pytorch-grad-cam and captum adapters run
 after), each map's default post-processing (ReLU where defined, bilinear resize to the image,
@@ -33,14 +34,14 @@ import yaml
 from torch.utils.data import default_collate
 
 from aubench.data.synthetic import SyntheticFaces
-from aubench.explain import CONTROLS, LayerMethod, explain, get_explainer
+from aubench.explain import CONTROLS, LayerMethod, explain, explain_batch, get_explainer
 from aubench.explain.postprocess import default_postprocess
 from aubench.faces.heatmaps import au_heatmaps
 from aubench.metrics import METRICS, score_maps
 from aubench.models import create
 
-GOAL = 2.0
 DEVICE = torch.device(os.environ.get("AUBENCH_BENCH_DEVICE", "cpu"))
+GOAL = 2.0 if DEVICE.type == "cuda" else 1.5
 ROUNDS = int(os.environ.get("AUBENCH_BENCH_ROUNDS", "3"))
 SIZES = [("resnet10t", 64, 64), ("resnet18", 112, 64)]
 if DEVICE.type == "cuda":
@@ -74,6 +75,8 @@ class Evaluation:
         self.steps = {name: default_postprocess(m, size) for name, m in self.methods.items()}
         self.metrics = [m for m in suite["metrics"] if METRICS[m].kind == "map"]
         self.sections: dict[str, float] = {}
+        #: the batch's logits: the single pass's forward (the predictions), as the loop takes them
+        self.logits: torch.Tensor | None = None
 
     def _timed(self, section: str, fn: Callable[[], object]) -> object:
         start = time.perf_counter()
@@ -100,12 +103,15 @@ class Evaluation:
                 ),
             )
         for layers, group in groups.items():
-            maps |= self._timed(
+            result = self._timed(
                 "single pass",
-                lambda g=group, ls=layers: explain(
+                lambda g=group, ls=layers: explain_batch(
                     self.model, images, labels, list(ls), g, landmarks=landmarks
                 ),
             )
+            maps |= result.maps
+            if self.logits is None:
+                self.logits = result.logits
         return maps
 
     def normalised(self, maps: dict[str, dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -124,9 +130,12 @@ class Evaluation:
         self.sections = {}
         size = tuple(images.shape[-2:])
         heatmaps, valid = self._timed("heatmaps", lambda: au_heatmaps(landmarks, labels, size))
-        with torch.no_grad():
-            self._timed("predict", lambda: self.model(images).argmax(1))
+        self.logits = None
         maps = self.maps(images, labels, landmarks)
+        if self.logits is None:  # no single pass: the predictions need a forward of their own
+            with torch.no_grad():
+                self.logits = self._timed("predict", lambda: self.model(images))
+        self.logits.argmax(1)
 
         def score() -> int:
             scores = score_maps(self.normalised(maps), heatmaps, valid, self.metrics)
@@ -224,7 +233,7 @@ def test_cam_methods_evaluation_vs_forward_backward(
     breakdown = ", ".join(f"{k} {v * 1e3:.0f}" for k, v in best.items())
     print(
         f"\n{name} {size}px b{batch} {DEVICE.type}: forward+backward {fb * 1e3:.0f} ms, "
-        f"cam-methods evaluation {ev * 1e3:.0f} ms: ratio {ratio:.2f} (goal ≤ {GOAL:.0f}), "
+        f"cam-methods evaluation {ev * 1e3:.0f} ms: ratio {ratio:.2f} (goal ≤ {GOAL:g}), "
         f"{images_per_s:.0f} images/s; best round (ms): {breakdown}"
     )
     assert scores > 0

@@ -16,6 +16,7 @@ from aubench.explain import (
     GradCAMPlusPlus,
     Postprocess,
     explain,
+    explain_batch,
     first_component_maps,
     get_explainer,
     layer_maps,
@@ -183,6 +184,23 @@ def test_controls_alone_cost_no_model_pass_on_the_batch():
     torch.testing.assert_close(
         alone["centre"]["layer4"], shared["centre"]["layer4"], rtol=0, atol=0
     )
+
+
+def test_explain_batch_keeps_the_single_pass_logits_as_the_eval_forward_gives_them():
+    """The evaluation takes its predictions from the single pass: its logits are the model's
+    eval-mode output bit for bit (a model left in train mode included), and None when no method
+    ran the model on the batch."""
+    torch.manual_seed(0)
+    model = create("resnet10t", 7, large_maps=True).train()
+    x = torch.randn(6, 3, 64, 64)
+    result = explain_batch(model, x, [0, 1, 2, 3, 4, 5], ["stage:5"], ["attention", "gradcam"])
+    assert model.training  # its mode restored
+    with torch.no_grad():
+        expected = model.eval()(x)
+    assert torch.equal(result.logits, expected)
+    maps = explain(model, x, [0, 1, 2, 3, 4, 5], ["stage:5"], ["attention", "gradcam"])
+    assert all(torch.equal(maps[m]["layer4"], result.maps[m]["layer4"]) for m in maps)
+    assert explain_batch(model, x, [0] * 6, ["stage:5"], ["centre"]).logits is None
 
 
 def test_frozen_model_under_no_grad_keeps_modes_and_grads():

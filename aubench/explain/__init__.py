@@ -51,7 +51,15 @@ from aubench.explain.cam import CAM
 from aubench.explain.captum_adapter import CAPTUM_METHODS, CaptumAdapter
 from aubench.explain.controls import CentrePrior, GenericFace, RandomMap
 from aubench.explain.eigen import EigenCAM, EigenGradCAM, first_component_maps
-from aubench.explain.engine import ChannelWeighted, LayerMethod, LayerPass, explain, layer_maps
+from aubench.explain.engine import (
+    ChannelWeighted,
+    Explained,
+    LayerMethod,
+    LayerPass,
+    explain,
+    explain_batch,
+    layer_maps,
+)
 from aubench.explain.gradcam_adapter import GRADCAM_METHODS, GradCamAdapter
 from aubench.explain.gradient import (
     GRADIENT_METHODS,
@@ -95,6 +103,7 @@ __all__ = [
     "ChannelWeighted",
     "EigenCAM",
     "EigenGradCAM",
+    "Explained",
     "Explainer",
     "GenericFace",
     "GradCAM",
@@ -123,6 +132,7 @@ __all__ = [
     "eigen",
     "evaluation_mode",
     "explain",
+    "explain_batch",
     "first_component_maps",
     "get_explainer",
     "gradcam_adapter",

@@ -119,10 +119,22 @@ def layer_maps(
     Raises ``ValueError`` for a non-spatial layer, bad targets, or a layer the target logit does
     not depend on.
     """
+    return _single_pass(model, images, targets, layers, methods, landmarks)[0]
+
+
+def _single_pass(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Targets,
+    layers: Layers,
+    methods: Sequence[LayerMethod],
+    landmarks: torch.Tensor | None,
+) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
+    """:func:`layer_maps` and the pass's (B, K) float32 logits (None when it ran no model)."""
     check_images(images)
     names = resolve_layers(model, DEFAULT_LAYERS if layers is None else layers)
     if not any(m.needs_activations for m in methods) and not isinstance(targets, str):
-        return _grid_only_maps(model, images, targets, names, methods, landmarks)
+        return _grid_only_maps(model, images, targets, names, methods, landmarks), None
     needs_gradients = any(method.needs_gradients for method in methods)
     with (
         evaluation_mode(model),
@@ -161,7 +173,7 @@ def layer_maps(
         )
         for name in names
     ]
-    return _maps_of(passes, methods, images)
+    return _maps_of(passes, methods, images), logits
 
 
 def _maps_of(
@@ -222,6 +234,30 @@ def explain(
     gradient family, the controls) share one forward and one backward pass; the adapters run one
     after the other. Input-level methods ignore ``layers`` and return ``{"input": maps}``.
     """
+    return explain_batch(model, images, targets, layers, methods, landmarks=landmarks).maps
+
+
+@dataclass(frozen=True)
+class Explained:
+    """:func:`explain_batch`'s result: ``maps`` as :func:`explain` returns them, and ``logits``
+    (B, K) float32, the model's output in eval mode from the single pass's forward (None when no
+    method ran the model in it: controls and adapters only). Its ``argmax(1)`` is the batch's
+    predictions, so an evaluation needs no forward of its own."""
+
+    maps: dict[str, dict[str, torch.Tensor]]
+    logits: torch.Tensor | None
+
+
+def explain_batch(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Targets,
+    layers: Layers = None,
+    methods: Sequence[str | Explainer] = ("gradcam",),
+    *,
+    landmarks: torch.Tensor | None = None,
+) -> Explained:
+    """:func:`explain`, keeping the logits of the single pass (:class:`Explained`)."""
     built: dict[str, Explainer] = {}
     for method in methods:
         explainer = get_explainer(method) if isinstance(method, str) else method
@@ -230,11 +266,11 @@ def explain(
             raise ValueError(f"method {label!r} is requested twice")
         built[label] = explainer
     shared = {label: e for label, e in built.items() if isinstance(e, LayerMethod)}
-    results = {}
+    results, logits = {}, None
     if shared:
-        maps = layer_maps(model, images, targets, layers, [*shared.values()], landmarks=landmarks)
+        maps, logits = _single_pass(model, images, targets, layers, [*shared.values()], landmarks)
         results = dict(zip(shared, maps, strict=True))
     for label, explainer in built.items():
         if label not in results:
             results[label] = explainer(model, images, targets, layers, landmarks=landmarks)
-    return {label: results[label] for label in built}
+    return Explained({label: results[label] for label in built}, logits)
