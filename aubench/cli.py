@@ -12,6 +12,7 @@ exit with status 2 and one line naming the problem.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -103,7 +104,7 @@ def _train(args: argparse.Namespace) -> None:
         raise SystemExit(3) from None
     if os.environ.get("RANK", "0") == "0":
         best = summary["best"] or {}
-        shown = {k: best[k] for k in best if k.endswith(("_acc", "_att_cos"))}
+        shown = {k: best[k] for k in best if k.endswith(("_acc", "_att_cos", "_att_cos@evidence"))}
         scores = ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
         print(
             f"trained {summary['run']} (config {summary['config_hash']}); "
@@ -151,7 +152,13 @@ def _run(args: argparse.Namespace) -> None:
     overrides = list(args.set or [])
     if args.data:
         overrides.append(f"data={args.data}")
-    suite = load_suite(args.suite, overrides)
+    if args.protocol:
+        overrides.append(f"protocol={args.protocol}")
+    if args.evidence:
+        overrides.append(f"evidence={json.dumps(args.evidence)}")
+    if args.pretrained:
+        overrides.append(_weights_override(args.pretrained))
+    suite = load_suite(args.suite, overrides, args.preset)
     if args.dry_run:
         check_suite(suite)
         print(describe_plan(suite, args.runs_root))
@@ -183,6 +190,27 @@ def _run(args: argparse.Namespace) -> None:
     print(f"results: {run}\nreport:  {report / 'report.md'}")
 
 
+def _weights_override(specs: list[str]) -> str:
+    """The suite override of ``run --pretrained`` flags: ``FILE`` or ``hub`` for every trained
+    model (``*``), ``MODEL=FILE`` or ``MODEL=hub`` for one timm model."""
+    weights = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        weights.update({name.strip(): value.strip()} if sep else {"*": spec})
+    return f"pretrained={json.dumps(weights)}"
+
+
+#: The ``--protocol`` flag's help (the suite validates the name).
+#: The ``--evidence`` flag's help (the suite validates the setting).
+EVIDENCE_HELP = (
+    "also score the maps against each image's AU evidence (metrics <name>@evidence): facs (the "
+    "dataset's coded AUs: synthetic, ckplus), detector:PATH (OpenFace/py-feat/LibreFace output), "
+    "hybrid[:PATH] (the codebook's AUs weighted by them); default codebook only"
+)
+PROTOCOL_HELP = (
+    "evaluation protocol: aubench (default) or belharbi2024 (the reference code's heatmaps, map "
+    "post-processing and undefined scores -> 0)"
+)
 #: ``aubench evaluate`` flags that are model card keys (the card file's values give way to them).
 CARD_FLAGS = ("input_size", "channels", "mean", "std", "classes", "layers", "crop", "output")
 #: Card keys (and other flags) that describe a model, not precomputed maps.
@@ -224,6 +252,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         target=args.target,
         samples_per_class=args.samples_per_class,
         bootstrap=args.bootstrap,
+        protocol=args.protocol,
+        empty_class=args.empty_class,
+        evidence=args.evidence,
     )
     run = run_suite(
         suite, out=args.out, runs_root=args.runs_root, device=args.device, progress=not args.quiet
@@ -272,6 +303,7 @@ def _submit(args: argparse.Namespace, overrides: list[str]) -> None:
         jobs = submit_suite(
             args.suite,
             overrides,
+            preset=args.preset,
             out=args.out,
             runs_root=args.runs_root,
             jobs=args.jobs,
@@ -360,6 +392,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a suite field (repeatable)"
     )
     run.add_argument("--data", help="dataset spec NAME:PATH (overrides the suite's data)")
+    run.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a preset of the suite (its field overrides, applied before --set), e.g. "
+        "cam-methods' paper (the paper's settings; needs --data and --pretrained)",
+    )
+    run.add_argument(
+        "--pretrained",
+        action="append",
+        metavar="[MODEL=]FILE|hub",
+        help="ImageNet weights of the trained models: a weights file or hub (timm's, from the "
+        "local hub cache) for every model, or MODEL=… for one timm model (repeatable)",
+    )
+    run.add_argument("--protocol", help=PROTOCOL_HELP + " (overrides the suite's)")
+    run.add_argument("--evidence", help=EVIDENCE_HELP + " (overrides the suite's)")
     run.add_argument("--out", help="run folder (default runs/<suite>-<hash>)")
     run.add_argument("--runs-root", default="runs", help="where runs and trained models live")
     run.add_argument("--device", help="cpu, cuda, cuda:1 … (default: the suite's, auto)")
@@ -511,7 +558,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model",
         metavar="SPEC",
-        help="timm:NAME, FILE.py:FACTORY, package.module:FACTORY, a TorchScript or .pt2 file",
+        help="timm:NAME, FILE.py:FACTORY, package.module:FACTORY, a TorchScript or .pt2 file, "
+        "belharbi2024:METHOD (the paper's published checkpoints)",
     )
     source.add_argument(
         "--maps", metavar="PATH", help="maps: a folder of <image id>.npy|.png, or .npz/.pt/.parquet"
@@ -536,7 +584,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     card.add_argument("--crop", choices=["align", "as-is"], help="face crop the model expects")
     card.add_argument("--output", choices=["logits", "probabilities"], help="what it returns")
     evaluate.add_argument(
-        "--explainers", help="comma-separated (default attention,cam,gradcam; none: no explainer)"
+        "--explainers",
+        help="comma-separated (default attention,cam,gradcam, or a belharbi2024:METHOD's own; "
+        "none: no explainer)",
     )
     evaluate.add_argument("--controls", help="control maps (default random,centre,generic-face)")
     evaluate.add_argument("--metrics", help="comma-separated metrics (default cosine)")
@@ -546,6 +596,14 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--target", default="gt", choices=["gt", "pred"], help="class explained")
     evaluate.add_argument("--samples-per-class", type=int, default=2, help="faces kept for figures")
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="replicates for the CIs")
+    evaluate.add_argument("--protocol", default="aubench", help=PROTOCOL_HELP)
+    evaluate.add_argument("--evidence", default="codebook", help=EVIDENCE_HELP)
+    evaluate.add_argument(
+        "--empty-class",
+        type=float,
+        metavar="VALUE",
+        help="value of a class with no scored image, averaged into the macro (the reference: -1)",
+    )
     evaluate.add_argument(
         "--skip-bad-maps",
         action="store_true",

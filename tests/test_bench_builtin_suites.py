@@ -1,9 +1,16 @@
 """Every built-in suite, shrunk in data and epochs but not in what it asks for, runs end to end:
 its explainers at their layers, its metrics, its report. Plus the fail-fast check that refuses a
-suite whose explainer cannot explain a layer before anything is trained."""
+suite whose explainer cannot explain a layer before anything is trained.
+
+``cam-methods`` trains all eight methods of the paper's Table 1; to keep its 16 trainings to about
+a minute, it also runs on timm's tiny test models (``test_resnet``; TS-CAM on ``test_vit``, APViT
+with 2 ``test_vit`` blocks, ACoL with 64-channel branches), every method and row kept; its
+report's main table is checked row by row (the paper's order, APViT's "–" and its footnote)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +31,8 @@ from aubench.bench.summary import headline
 from aubench.metrics import METRICS
 from aubench.models import resolve_layers
 from aubench.report import write_report
+from aubench.report.latex import PACKAGES, render_latex
+from aubench.report.markdown import render_markdown
 from aubench.report.runs import RunData
 from aubench.report.tables import report_tables
 from aubench.train.model import build_model
@@ -37,6 +46,26 @@ MINIATURE = [
     "eval.samples_per_class=1",
     "aggregation.bootstrap=10",
 ]
+#: More shrinking for a suite that trains many models (module doc), as ``--set`` overrides.
+SHRUNK = {
+    "cam-methods": [
+        "models=[test_resnet]",
+        "methods=[cam, wildcat, {name: acol, train: {acol_width: 64}}, prm, adl, cutmix, "
+        "{name: tscam, model: test_vit, train: {large_maps: false, layers: [norm]}}, "
+        "{name: apvit, train: {apvit_vit: test_vit, apvit_depth: 2, layers: [proj]}}]",
+    ]
+}
+#: The rows of the paper's Table 1, in its order, then cam-methods' other explainers and controls.
+PAPER_ORDER = [
+    *("CAM", "WILDCAT", "GradCAM", "GradCAM++", "ACoL", "PRM", "ADL", "CutMix", "LayerCAM"),
+    *("TS-CAM", "APViT‡", "attention", "xgradcam", "hirescam", "gradcam-elementwise"),
+    *("eigencam", "layer-gradcam", "control:random", "control:centre", "control:generic"),
+]
+
+
+def miniature(name: str):
+    """Built-in suite ``name`` shrunk (:data:`MINIATURE`, :data:`SHRUNK`)."""
+    return load_suite(name, [*MINIATURE, *SHRUNK.get(name, [])])
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +75,18 @@ def runs_root(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list_suites())
 def test_builtin_suite_runs_in_miniature_with_every_producer_at_its_layers(name, runs_root):
-    suite = load_suite(name, MINIATURE)
+    suite = miniature(name)
     run = run_suite(suite, runs_root=runs_root, progress=False)
     table = read_results(run)
     model = build_model(plan(suite)[0].config, 7)
     producers = (*suite.explainers, *suite.controls)
-    methods = table.loc[table.method != "classifier", "method"]
+    cam = table[table.model.isin(suite.trained_models)]  # the other methods: their own maps
+    methods = cam.loc[cam.method != "classifier", "method"]
     assert list(dict.fromkeys(methods)) == [method_label(p, suite.controls) for p in producers]
     for producer in producers:
         label = method_label(producer, suite.controls)
         expected = set(resolve_layers(model, list(suite.layers_of(producer))))
-        assert set(table[table.method == label].layer) == expected, (name, producer)
+        assert set(cam[cam.method == label].layer) == expected, (name, producer)
     map_metrics = [m for m in suite.metrics if METRICS[m].kind == "map"]
     for metric in map_metrics:
         scored = table[(table.metric == metric) & (table["class"] == "macro")]
@@ -88,6 +118,69 @@ def _check_headline(text: str, table, suite) -> None:
     assert shown == pytest.approx([expected[v.name] for v in suite.variants], abs=0.051)
     columns = list(zip(*(row.split() for row in rows), strict=True))[2:]
     assert all(any(value != "nan" for value in column) for column in columns)
+
+
+def test_cam_methods_table_has_the_papers_rows_each_method_scored_by_its_own_map(
+    runs_root, tmp_path
+):
+    """The miniature cam-methods (the same run as above: whichever test comes first trains it):
+    every method's cells hold scores of its own map at its layer beside the controls; the main
+    table has the paper's rows in its order, each method with its own model's accuracy, and
+    APViT's map metrics "–" with a footnote saying why."""
+    suite = miniature("cam-methods")
+    run = run_suite(suite, runs_root=runs_root, progress=False)
+    table = read_results(run)
+    methods = read_manifest(run)["methods"]
+    own = {label: (info["explainer"], info["layer"]) for label, info in methods.items()}
+    assert own == {
+        "test_resnet": ("cam", "layer4"),
+        "test_resnet-wildcat": ("wildcat", "fc.cams"),
+        "test_resnet-acol": ("acol", "fc.cams"),
+        "test_resnet-prm": ("prm", "fc.cams"),
+        "test_resnet-adl": ("cam", "layer4"),
+        "test_resnet-cutmix": ("cam", "layer4"),
+        "test_vit-tscam": ("tscam", "head.cams"),
+        "test_resnet-apvit": ("apvit", "attention"),
+    }
+    assert [label for label, info in methods.items() if info["class_agnostic"]] == [
+        "test_resnet-apvit"
+    ]
+    macro = table[(table["class"] == "macro") & (table.metric == "cosine")]
+    controls = {method_label(c, suite.controls) for c in suite.controls}
+    for label, (explainer, layer) in own.items():
+        if label == "test_resnet":
+            continue
+        rows = macro[macro.model == label]
+        assert set(rows.method) == {explainer, *controls} and set(rows.layer) == {layer}
+        scored = rows[rows.method == explainer]
+        assert len(scored) == 2 and scored.value.notna().all(), label  # baseline and guided
+
+    main = next(t for t in report_tables(RunData(run)) if t.name == "main")
+    assert main.row_names == ["Method"] and [row[-1] for row in main.rows] == PAPER_ORDER
+    accuracy = table[(table.metric == "accuracy") & (table["class"] == "all")]
+    expected = accuracy.set_index(["model", "variant"]).value
+    for label, model in [("ACoL", "test_resnet-acol"), ("GradCAM", "test_resnet")]:
+        shown = main.value.loc[(label,)]
+        for variant, column in (("baseline", "w/o AU"), ("guided", "w/ AU")):
+            assert shown[("accuracy (%) ↑", column)] == expected[(model, variant)]
+    apvit = main.value.loc[("APViT‡",)]
+    assert apvit.xs("accuracy (%) ↑").notna().all() and apvit.xs("cosine ↑").isna().all()
+    text = render_markdown(main)
+    line = next(line for line in text.splitlines() if line.startswith("| APViT‡ |"))
+    assert line.endswith("| – | – |")
+    assert "‡ APViT: – for every map metric (no CAM-COS, as in the paper): its only map is " in text
+    latex = render_latex(main)
+    assert r"APViT$^{\ddagger}$ & " in latex and r"$^{\ddagger}$ APViT: -- for every" in latex
+    if shutil.which("pdflatex"):  # the table compiles (test_report_build requires pdflatex)
+        (tmp_path / "main.tex").write_text(latex)
+        document = tmp_path / "doc.tex"
+        document.write_text(
+            rf"\documentclass{{article}}\usepackage{{{','.join(PACKAGES)},amssymb}}"
+            "\n\\begin{document}\n\\input{main.tex}\n\\end{document}\n"
+        )
+        command = ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", document.name]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-3000:]
 
 
 def test_a_producer_asked_for_a_layer_it_cannot_explain_fails_before_training(tmp_path):
@@ -126,10 +219,12 @@ def test_dry_run_counts_each_producer_at_its_own_layers():
 
 
 def test_suites_without_explainer_layers_keep_their_hash_and_resume_older_runs():
-    """The committed runs predate ``explainer_layers``: this version must accept their folders."""
+    """The committed runs predate ``explainer_layers`` (and ``methods``): this version must accept
+    their folders (cam-methods' own, which now trains more methods, through its run's
+    suite.yaml)."""
     reports = Path(__file__).parents[1] / "reports"
-    for name in ("quick", "cam-methods"):
-        suite = load_suite(name)
+    for name, source in (("quick", "quick"), ("cam-methods", reports / "cam-methods/suite.yaml")):
+        suite = load_suite(str(source))
         assert suite_hash(suite) == read_manifest(reports / name)["suite_hash"]
         prepare_run_folder(reports / name, suite)  # raises for a folder of another suite
     with_own = load_suite("quick", ["explainer_layers.cam=[stage:5]"])

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from aubench.metrics import PxAP, ScoreAggregator, aggregate, cosine
+from aubench.metrics import PxAP, ScoreAggregator, aggregate, aggregate_many, cosine
 
 SCORES = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, math.nan, 7.0])
 LABELS = torch.tensor([1, 1, 2, 2, 0, 3, 3, 0])
@@ -45,6 +45,59 @@ def test_paper_fill_and_neutral_options():
     assert everyone.per_class[0].item() == 6.0
     named = aggregate(SCORES, LABELS, VALID, REASONS, reason_names=["valid", "no_aus"], n_boot=0)
     assert named.excluded == {"no_aus": 1, "reason_2": 1, "undefined": 1}
+
+
+def test_empty_class_option_averages_the_reference_minus_one_into_the_macro():
+    # 5 classes: class 4 has no sample at all → −1, averaged in; the reference code's convention
+    result = aggregate(SCORES, LABELS, VALID, num_classes=5, empty_class=-1.0, n_boot=0)
+    torch.testing.assert_close(
+        result.per_class,
+        torch.tensor([math.nan, 1.5, 3.5, 6.0, -1.0], dtype=torch.float64),
+        equal_nan=True,
+    )
+    assert result.per_class_n.tolist() == [0, 2, 2, 1, 0]
+    assert result.macro_classes == (1, 2, 3, 4) and result.empty_classes == (4,)
+    assert result.macro == (1.5 + 3.5 + 6.0 - 1.0) / 4 == 2.5
+    assert result.image_mean == pytest.approx(16 / 5)  # the image-level mean is untouched
+    # undefined → 0 first (the paper): class 3 = (6 + 0)/2, so (1.5 + 3.5 + 3 − 1)/4
+    paper = aggregate(
+        SCORES, LABELS, VALID, num_classes=5, fill_undefined=0.0, empty_class=-1.0, n_boot=0
+    )
+    assert paper.macro == 1.75 and paper.empty_classes == (4,)
+    # off (the default): the empty class is left out of the macro, as before
+    plain = aggregate(SCORES, LABELS, VALID, num_classes=5, n_boot=0)
+    assert plain.macro_classes == (1, 2, 3) and plain.empty_classes == ()
+    assert plain.macro == pytest.approx(11 / 3) and math.isnan(plain.per_class[4])
+    # a class whose only valid sample is undefined is empty unless undefined scores are filled
+    undefined = torch.tensor([1.0, 2.0, math.nan]), torch.tensor([1, 1, 2])
+    assert aggregate(*undefined, empty_class=-1.0, n_boot=0).macro == (1.5 - 1) / 2
+    filled = aggregate(*undefined, fill_undefined=0.0, empty_class=-1.0, n_boot=0)
+    assert filled.macro == 0.75 and filled.empty_classes == ()
+    # the neutral class is never filled, nor averaged
+    assert aggregate(*undefined, num_classes=3, empty_class=-1.0, n_boot=0).per_class[0].isnan()
+
+
+def test_empty_class_bootstrap_shifts_the_macro_interval_affinely():
+    # every replicate's macro with the empty class is (K·m − 1)/(K + 1) of the K classes' m:
+    # an increasing affine map, so the percentile bounds map the same way
+    rng = np.random.default_rng(1)
+    labels = torch.tensor(np.repeat([1, 2, 3], [40, 30, 20]))
+    scores = torch.tensor(rng.random(90))
+    without = aggregate(scores, labels, num_classes=5, n_boot=500, seed=2)
+    minus_one = aggregate(scores, labels, num_classes=5, empty_class=-1.0, n_boot=500, seed=2)
+
+    assert minus_one.empty_classes == (4,) and minus_one.macro_classes == (1, 2, 3, 4)
+    assert minus_one.macro == pytest.approx((3 * without.macro - 1) / 4, abs=1e-15)
+    expected = [(3 * bound - 1) / 4 for bound in without.macro_ci]
+    assert list(minus_one.macro_ci) == pytest.approx(expected, abs=1e-12)
+    assert minus_one.image_ci == without.image_ci
+    torch.testing.assert_close(minus_one.per_class_ci, without.per_class_ci, equal_nan=True)
+    assert minus_one.per_class_ci[4].isnan().all()  # no interval for a filled class
+    # aggregate_many: each row its own empty classes (row 2 has no scored sample of class 3)
+    rows = torch.stack([scores, torch.where(labels == 3, math.nan, scores)])
+    first, second = aggregate_many(rows, labels, num_classes=5, empty_class=-1.0, n_boot=50)
+    assert (first.empty_classes, second.empty_classes) == ((4,), (3, 4))
+    assert second.macro == pytest.approx((scores[:40].mean() + scores[40:70].mean() - 2) / 4)
 
 
 def test_nothing_scored():

@@ -209,6 +209,22 @@ def test_several_models_rows_grouped_and_resampled(tmp_path):
     np.testing.assert_array_equal(_tile(panel, tops, 4, 1, 12, 1), expected)
 
 
+def test_several_models_show_each_control_once_after_every_method(tmp_path):
+    """Controls do not depend on the model: a run of several methods shows each once, from the
+    first model whose samples have it, below every model's own maps."""
+    controls = ["control:centre|layer4", "control:random|layer4"]
+    producers = {
+        "resnet10t": ["cam|layer4", *controls],
+        "resnet10t-wildcat": ["wildcat|head", *controls],
+    }
+    run = write_samples_run(tmp_path, producers)
+    figure = sample_grid(RunData(run), ["resnet10t", "resnet10t-wildcat"])
+    names = ["face", "AU heatmap", "cam", "wildcat", "control:centre", "control:random"]
+    assert _row_names(figure.axes[0]) == names
+    details = [t.get_text() for t in figure.axes[0].texts if t.get_fontsize() == 6.5]
+    assert details[2:] == ["resnet10t · layer4", "resnet10t · layer4"]
+
+
 def test_resample_picks_the_nearest_pixel():
     image = np.arange(16.0).reshape(1, 4, 4)
     np.testing.assert_array_equal(_resample(image, (2, 2))[0], [[5, 7], [13, 15]])

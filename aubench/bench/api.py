@@ -23,7 +23,7 @@ from aubench.bench.crops import FROM_DATASET
 from aubench.bench.results import read_manifest, read_results
 from aubench.bench.runner import run_suite
 from aubench.bench.suite import CONTROLS, Suite, suite_from_dict
-from aubench.models import ModelCard, load_card
+from aubench.models import ModelCard, load_card, spec_card, spec_explainers
 
 #: What ``evaluate`` scores when not told: the suite defaults (attention, CAM, Grad-CAM at
 #: stage 5 with the three controls; cosine).
@@ -34,10 +34,12 @@ DEFAULT_METRICS = ("cosine",)
 def default_name(source: str) -> str:
     """A model's name from its SPEC or maps path: ``timm:resnet18`` → ``resnet18``,
     ``nets/grey.py:build`` → ``grey``, ``pkg.fer:build`` → ``fer``, ``grey.pt2`` → ``grey``,
-    ``maps/`` → ``maps``."""
+    ``maps/`` → ``maps``, ``belharbi2024:cam`` → ``belharbi2024-cam``."""
     text = str(source)
     if text.startswith("timm:"):
         return text.removeprefix("timm:")
+    if spec_card(text) is not None:  # a scheme of models aubench builds: one name per method
+        return text.replace(":", "-")
     if Path(text).exists():  # a TorchScript or .pt2 file, maps
         return Path(text).stem or "model"
     target = text.rpartition(":")[0] or text
@@ -64,18 +66,29 @@ def evaluation_suite(
     target: str = "gt",
     samples_per_class: int = 2,
     bootstrap: int = 1000,
+    protocol: str = "aubench",
+    empty_class: float | None = None,
+    evidence: str = "codebook",
 ) -> Suite:
     """The one-model suite scoring ``model`` (a SPEC, with ``checkpoint``, a path or
     ``{variant: path}``) or ``maps`` on ``data`` (``NAME:PATH``), described by ``card`` (a
     :class:`~aubench.models.ModelCard`, a YAML file or its keys, with ``card_overrides``
     replacing its keys; recorded in full in the suite). Maps are taken to be in the frame of the
     dataset's images (``crop: as-is``) unless the card sets ``crop``; they have no explainers or
-    controls. ``None`` takes the defaults above."""
+    controls. ``None`` takes the defaults above. ``protocol``: the evaluation protocol,
+    ``aubench`` or ``belharbi2024`` (the reference code's: its heatmaps, map post-processing and
+    undefined scores → 0); ``empty_class``: the value of a class with no scored image, averaged
+    into the macro (the reference: −1; None leaves the class out); ``evidence``: also score the
+    maps against each image's AU evidence (``facs``, ``detector:PATH``, ``hybrid[:PATH]``;
+    metrics ``<name>@evidence``), a model's maps only."""
     if (model is None) == (maps is None):
         raise ValueError("give either a model (a SPEC) or maps to evaluate")
     given_maps = maps is not None
     if given_maps and (explainers or controls):
         raise ValueError("maps are scored as given: explainers and controls apply to a model")
+    if not given_maps:  # a SPEC that comes with a card and explainers (belharbi2024:METHOD)
+        card = spec_card(model) if card is None else card
+        explainers = spec_explainers(model) if explainers is None else explainers
     resolved = resolve_card(card, card_overrides or {}, given_maps)
     source = str(maps if given_maps else model)
     if isinstance(checkpoint, Mapping):
@@ -108,7 +121,9 @@ def evaluation_suite(
             "max_images": max_images,
             "samples_per_class": samples_per_class,
         },
-        "aggregation": {"bootstrap": bootstrap},
+        "aggregation": {"bootstrap": bootstrap, "empty_class": empty_class},
+        "protocol": protocol,
+        "evidence": evidence,
     }
     return suite_from_dict(values, f"aubench evaluate {source}")
 
@@ -155,7 +170,9 @@ def evaluate(
     a weights file, or ``{variant: file}`` to compare checkpoints (the first is the reference of
     the report's paired tests). ``options``: the other arguments of :func:`evaluation_suite`
     (``name``, ``strict``, ``skip_bad_maps``, ``split``, ``batch_size``, ``max_images``,
-    ``target``, ``samples_per_class``, ``bootstrap``). What was skipped or counted (checkpoint
+    ``target``, ``samples_per_class``, ``bootstrap``, ``protocol``: ``"belharbi2024"`` scores
+    the paper's way, ``empty_class``, ``evidence``: ``"facs"`` or ``"detector:PATH"`` also
+    scores against each image's AU evidence). What was skipped or counted (checkpoint
     keys, landmarks detected on the fly, unusable maps, metrics needing a model) is in the
     manifest's ``models`` entry and in :func:`notes`."""
     if data is None:

@@ -14,8 +14,10 @@ race):
 
 The caller then calls :func:`wait` and, once every shard succeeded, ``run_suite`` once more in
 its own process to assemble ``results.csv``/``results.parquet`` and ``manifest.json`` (the CLI
-does both). Jobs receive the suite's source and ``--set`` overrides and load the suite again, so
-each job validates exactly what the user gave; paths are made absolute before submission.
+does both). Jobs receive the suite's source, its ``--preset`` and ``--set`` overrides and load the
+suite again, so each job validates exactly what the user gave; paths are made absolute before
+submission. A suite's ``methods`` need nothing more: each method's models are distinct folders
+(:meth:`~aubench.train.config.TrainConfig.run_name`), trained by phase 1 like any other.
 
 Executors (``submitit.AutoExecutor(cluster=...)``, extra ``slurm``):
 
@@ -84,6 +86,7 @@ def submit_suite(
     suite_source: str,
     overrides: Sequence[str] = (),
     *,
+    preset: str | None = None,
     out: str | Path | None = None,
     runs_root: str | Path = "runs",
     jobs: int | None = None,
@@ -98,6 +101,7 @@ def submit_suite(
     Args:
         suite_source: built-in suite name or suite YAML file, as for :func:`load_suite`.
         overrides: ``KEY=VALUE`` overrides, as for :func:`load_suite`.
+        preset: the suite's preset, as for :func:`load_suite` (every job applies it too).
         out: run folder; default ``<runs_root>/<suite>-<hash>``, as ``run_suite``'s.
         runs_root: where trained models live (``<runs_root>/models``).
         jobs: number of evaluation shards; default one per cell.
@@ -124,7 +128,7 @@ def submit_suite(
         raise ValueError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     submitit = _import_submitit()
     overrides = list(overrides)
-    suite = load_suite(suite_source, overrides)
+    suite = load_suite(suite_source, overrides, preset)
     check_suite(suite)  # before any job: a bad explainer layer fails here, not after training
     source = _portable_source(suite_source)
     cells = plan(suite)
@@ -151,6 +155,7 @@ def submit_suite(
             [runs_root] * len(untrained),
             untrained,
             [device] * len(untrained),
+            [preset] * len(untrained),
         )
         _echo(echo, "training", trainings, folder)
         wait([SuiteJob(f"training of {n}", j) for n, j in zip(untrained, trainings, strict=True)])
@@ -167,6 +172,7 @@ def submit_suite(
         [runs_root] * len(pending),
         [(i, count) for i in pending],
         [device] * len(pending),
+        [preset] * len(pending),
     )
     _echo(echo, "evaluation", shards, folder)
     return [SuiteJob(f"shard {i}/{count}", job) for i, job in zip(pending, shards, strict=True)]
@@ -190,13 +196,19 @@ def wait(jobs: Sequence[SuiteJob]) -> None:
 
 
 def train_model(
-    suite_source: str, overrides: list[str], runs_root: Path, name: str, device: str | None
+    suite_source: str,
+    overrides: list[str],
+    runs_root: Path,
+    name: str,
+    device: str | None,
+    preset: str | None = None,
 ) -> str:
-    """Job: train model ``name`` (a run folder name under ``<runs_root>/models``) of the suite.
+    """Job: train model ``name`` (a run folder name under ``<runs_root>/models``) of the suite
+    (any method's: every cell's config is looked at).
 
     Does nothing when the model is already trained. Returns the model folder.
     """
-    suite = load_suite(suite_source, overrides)
+    suite = load_suite(suite_source, overrides, preset)
     configs = {model_dir(runs_root, c.config).name: c.config for c in plan(suite)}
     if name not in configs:
         raise ValueError(
@@ -217,9 +229,10 @@ def evaluate_shard(
     runs_root: Path,
     shard: tuple[int, int],
     device: str | None,
+    preset: str | None = None,
 ) -> str:
     """Job: evaluate shard ``shard = (i, n)`` of the suite into run folder ``out``."""
-    suite = load_suite(suite_source, overrides)
+    suite = load_suite(suite_source, overrides, preset)
     index, count = shard
     print(f"aubench: suite {suite.name}, shard {index}/{count}, run folder {out}", flush=True)
     run = run_suite(suite, out=out, runs_root=runs_root, device=device, shard=shard, progress=False)

@@ -45,6 +45,7 @@ from aubench.models import (
     load_model,
     resolve_layers,
     source_of,
+    spec_card,
     supports_layers,
 )
 from aubench.train.config import TrainConfig
@@ -55,10 +56,14 @@ DATA_FIELDS = ("num_classes", "val_fraction", "regions", "codebook")
 
 
 def entry_card(entry: ExternalModel) -> ModelCard:
-    """The model card of ``entry`` (its file, or its inline keys; the defaults without one).
+    """The model card of ``entry`` (its file, or its inline keys; else the card its SPEC comes
+    with, :func:`~aubench.models.spec_card`; else the defaults).
 
     Raises :class:`~aubench.models.CardError` for a non-square ``input_size``."""
-    card = load_card(entry.card)
+    keys = entry.card
+    if keys is None and entry.model is not None:  # the card a SPEC comes with, if any
+        keys = spec_card(entry.model)
+    card = load_card(keys)
     height, width = card.input_size
     if height != width:
         raise CardError(

@@ -13,9 +13,12 @@ Where the maps are (the wsolevaluation contract: one map per image id):
 A key (a file's path below ``DIR`` without its suffix, or a file's id) matches an image id
 exactly, or without the id's extension, or by file stem where stems are unique among the keys
 and among the ids. Maps may have any resolution: each is resized to the heatmap side (bilinear,
-``align_corners=False``) and min-max normalised, the steps recorded in the manifest. Heatmaps and
-landmarks follow the card's ``input_size`` and ``crop`` (:mod:`aubench.bench.crops`). Results
-name the method ``maps`` at the layer ``input``.
+``align_corners=False``) and min-max normalised (under protocol ``belharbi2024``: min-maxed at
+its own resolution, resized, clamped to [0, 1], as the reference treats a CAM), the steps
+recorded in the manifest. Heatmaps and landmarks follow the card's ``input_size`` and ``crop``
+(:mod:`aubench.bench.crops`); the heatmaps are the protocol's
+(:func:`aubench.bench.evaluate.add_protocol_heatmaps`). Results name the method ``maps`` at the
+layer ``input``.
 
 Map metrics (kinds ``map``, ``per_au``, ``dataset``) are scored; metrics that need a model
 (faithfulness, AU occlusion, sanity checks) and accuracy are not, and the manifest says so and
@@ -42,13 +45,18 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from aubench.bench.crops import describe_faces, faces_for
-from aubench.bench.evaluate import NO_PREDICTION, ScoreStore, _SampleKeeper
+from aubench.bench.evaluate import (
+    NO_PREDICTION,
+    ScoreStore,
+    _SampleKeeper,
+    add_protocol_heatmaps,
+    heatmap_regions,
+)
 from aubench.bench.external import entry_card
 from aubench.bench.suite import ExternalModel
-from aubench.data.batch import add_heatmaps
 from aubench.data.transforms import EvalTransform, TransformedDataset
 from aubench.explain import INPUT
-from aubench.explain.postprocess import Postprocess, minmax, resize
+from aubench.explain.postprocess import Postprocess, protocol_postprocess
 from aubench.faces.codebook import EXPRESSIONS
 from aubench.faces.heatmaps import per_au_heatmaps
 from aubench.metrics import BatchContext, LayerMaps, get_metric, scorers
@@ -301,15 +309,15 @@ def score_given_maps(
 ) -> tuple[dict, dict, dict[str, Any]]:
     """Score ``entry.maps`` on the suite's split into ``store`` (``settings``: the suite-level
     evaluation settings: ``split``, ``metrics``, ``batch_size``, ``max_images``,
-    ``samples_per_class``). Returns the sample arrays, the dataset-level metrics and what the
-    manifest records of the cell. Raises :class:`MapsError` naming the problems (module doc)
-    unless ``entry.skip_bad_maps``, and when no metric can be scored without a model."""
+    ``samples_per_class``, ``protocol``). Returns the sample arrays, the dataset-level metrics and
+    what the manifest records of the cell. Raises :class:`MapsError` naming the problems (module
+    doc) unless ``entry.skip_bad_maps``, and when no metric can be scored without a model."""
     split, source, keys, ways, extra = match_maps(entry, config, settings)
     count = len(keys)
     metrics, skipped = map_metrics(settings["metrics"])
     card = entry_card(entry)
     faces = faces_for(split, card.crop, config.size)
-    steps = Postprocess([resize(config.size), minmax()])
+    steps = protocol_postprocess(None, config.size, settings["protocol"])
     eval_faces = TransformedDataset(faces, EvalTransform(config.size), config.seed)
     with_maps = MapFaces(eval_faces, keys, source, steps)
     samples, dataset = _score(with_maps, config, metrics, settings, device, store, shard, progress)
@@ -361,24 +369,27 @@ def _score(
     positions = range(rank, len(data.keys), world)
     loader = DataLoader(Subset(data, positions), batch_size=batch_size, shuffle=False)
     per_map = scorers(metrics, "map", device)
+    protocol = settings["protocol"]
+    regions = heatmap_regions(config, protocol)
     samples = _SampleKeeper(settings["samples_per_class"], len(EXPRESSIONS))
     bar = tqdm(loader, desc=f"score maps {settings['split']}", unit="batch", disable=not progress)
     for number, batch in enumerate(bar):
         moved = {key: batch[key].to(device) for key in ("image", "label", "landmarks", "map")}
-        batch = add_heatmaps({**batch, **moved}, config.codebook, config.regions)
+        batch = add_protocol_heatmaps({**batch, **moved}, config, protocol)
         images, labels, landmarks, maps = (batch[k] for k in ("image", "label", "landmarks", "map"))
         index = positions[number * batch_size : number * batch_size + len(labels)]
         none = torch.full_like(labels, NO_PREDICTION)
-        store.begin(index, batch["id"], labels, batch["invalid_reason"], none)
+        reasons, vanished = batch["invalid_reason"], batch.get("vanished")
+        store.begin(index, batch["id"], labels, reasons, none, vanished)
         kept = samples.select(labels)
         if kept.numel():
             samples.add_faces(images[kept], batch["heatmap"][kept], labels[kept], batch["id"], kept)
             samples.add_map(METHOD, INPUT, maps[kept].nan_to_num(0.0))
-        regions = partial(
-            per_au_heatmaps, landmarks, labels, codebook=config.codebook, regions=config.regions
+        per_au = partial(
+            per_au_heatmaps, landmarks, labels, codebook=config.codebook, regions=regions
         )
         valid = batch["valid"] & (batch["map_problem"].to(device) == OK)
-        context = BatchContext(None, images, labels, batch["heatmap"], valid, regions)
+        context = BatchContext(None, images, labels, batch["heatmap"], valid, per_au)
         produced = LayerMaps(maps, _no_model)
         for scorer in per_map:
             for column, values in scorer.update(context, produced).items():

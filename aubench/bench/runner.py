@@ -20,10 +20,19 @@ came from, the maps' matching, post-processing and problems) is kept beside it
 (``cells/<cell>.info.json``) and goes into the manifest's ``models``; the files it depends on
 are fingerprinted (``cells/<cell>.source``), so a changed checkpoint is never reported under
 old results.
+
+Every cell is scored under the suite's evaluation ``protocol`` (recorded in the manifest); under
+``belharbi2024`` each cell also counts the faces aubench's validity fixes moved
+(``cells/<cell>.fixes.json``, :func:`~aubench.bench.evaluate.fix_counts`), gathered in the
+manifest's ``fixes``. With per-image AU ``evidence`` each cell also tells its evidence
+(``cells/<cell>.evidence.json``, :func:`~aubench.bench.evaluate.evidence_summary`: what did not
+match, AUs without a region, invalid evidence maps, and each class's agreement with its
+prototype), its counts gathered in the manifest's ``evidence``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -39,11 +48,15 @@ import pandas as pd
 import torch
 
 from aubench.bench.evaluate import (
+    EVIDENCE_REASON,
+    EVIDENCE_SUFFIX,
     ScoreStore,
     aggregate_cell,
     count_valid,
     dataset_rows,
     evaluate_model,
+    evidence_summary,
+    fix_counts,
     load_trained,
     merge_stores,
     write_long_per_image,
@@ -66,7 +79,7 @@ from aubench.bench.results import (
     write_samples,
 )
 from aubench.bench.suite import ExternalModel, Suite, SuiteError
-from aubench.explain import explain
+from aubench.explain import explain, get_explainer
 from aubench.faces.landmarks import MEAN_FACE
 from aubench.io import FolderLock, is_empty_folder, write_atomic
 from aubench.metrics import describe_column
@@ -75,7 +88,7 @@ from aubench.train import distributed
 from aubench.train.config import TrainConfig
 from aubench.train.data import open_split, training_data_fingerprint
 from aubench.train.loop import fit
-from aubench.train.model import build_model
+from aubench.train.model import build_model, get_method
 
 
 @dataclass(frozen=True)
@@ -113,12 +126,16 @@ class Cell:
 
 
 def plan(suite: Suite) -> list[Cell]:
-    """Every evaluation cell of ``suite``, in a fixed order: trained models × variants × seeds,
-    then each model evaluated as it is × its checkpoints (at the first seed)."""
+    """Every evaluation cell of ``suite``, in a fixed order: trained models (each method on each
+    of its models, :attr:`Suite.trainings`; a cell's ``model`` is the training's label, e.g.
+    ``resnet10t-wildcat``) × variants × seeds, then each model evaluated as it is × its
+    checkpoints (at the first seed)."""
     split, seed = suite.eval.split, suite.seeds[0]
     trained = [
-        Cell(model, variant.name, seed, split, suite.train_config(model, variant, seed))
-        for model in suite.trained_models
+        Cell(
+            t.label, variant.name, seed, split, suite.train_config(t.model, variant, seed, t.entry)
+        )
+        for t in suite.trainings
         for variant in suite.variants
         for seed in suite.seeds
     ]
@@ -133,25 +150,41 @@ def plan(suite: Suite) -> list[Cell]:
 def check_suite(suite: Suite) -> None:
     """Fail fast, before anything is trained, when a suite asks for what its models cannot do.
 
-    Each trained model is built untrained on the CPU; every guided variant's aligned layers are
-    resolved, and every explainer and control is run at its layers (:meth:`Suite.layers_of`) on
-    one random image of the training size. Each model evaluated as it is is loaded with each of
-    its checkpoints, its card applied, and run the same way at the card's size and layers; maps
-    are matched to the split's images and checked to have a metric they can be scored with.
+    Each trained model is built on the CPU, untrained (with its weights when it is given any,
+    so a missing or unfitting weights file fails here); every guided variant's aligned layers
+    are resolved, and every producer it is scored with (:func:`producer_settings`: the suite's
+    explainers for CAM models, a method's own map otherwise) and every control is run at its
+    layers on one random image of the training size. Each model evaluated as it is is loaded
+    with each of its checkpoints, its card applied, and run the same way at the card's size and
+    layers; maps are matched to the split's images and checked to have a metric they can be
+    scored with.
     Raises :class:`SuiteError` naming the model, the explainer and its layers, e.g. CAM asked
-    for a layer that does not feed the global average pool.
+    for a layer that does not feed the global average pool, or the method entry of a method on
+    a model it cannot use (``methods.6 (tscam on resnet10t): … needs a ViT/DeiT``).
     """
-    for model_name in suite.trained_models:
-        configs = [suite.train_config(model_name, v, suite.seeds[0]) for v in suite.variants]
+    for training in suite.trainings:
+        seed = suite.seeds[0]
+        configs = [
+            suite.train_config(training.model, v, seed, training.entry) for v in suite.variants
+        ]
         config = configs[0]
-        model = build_model(config.replace(pretrained=None), 7).eval()
+        weighted = config.pretrained is not None or config.apvit_vit_pretrained is not None
+        try:
+            model = build_model(config, 7).eval() if weighted else _blank_model(config)
+        except (ValueError, FileNotFoundError) as err:
+            where = training.label if training.where == "train/variants" else training.where
+            hint = ""
+            if "cannot use model" in str(err) and training.entry.model is None:
+                hint = f" (give the entry a model of its own: {{name: {config.method}, model: …}})"
+            raise SuiteError(f"{where}: {err}{hint}") from None
         for variant, guided in zip(suite.variants, configs, strict=True):
             if variant.guided:
                 try:
                     resolve_layers(model, list(guided.layers))
                 except (ValueError, KeyError) as err:
-                    raise SuiteError(f"{model_name}, variant {variant.name!r}: {err}") from None
-        _check_producers(suite, model_name, model, config.size, suite.layers)
+                    raise SuiteError(f"{training.label}, variant {variant.name!r}: {err}") from None
+        settings = producer_settings(suite, config, model)
+        _check_producers(suite, training.label, model, config.size, settings)
     for entry in suite.external_models:
         card = entry_card(entry)
         if entry.maps is not None:
@@ -163,23 +196,69 @@ def check_suite(suite: Suite) -> None:
             with adapted(entry, checkpoint, card, classes) as (model, net):
                 check_producers(entry, model, [*suite.explainers, *suite.controls])
                 layers = card.layers or suite.layers
-                _check_producers(suite, entry.name, net.eval(), card.input_size[0], layers)
+                settings = {**_suite_producers(suite), "layers": layers}
+                _check_producers(suite, entry.name, net.eval(), card.input_size[0], settings)
+
+
+def _suite_producers(suite: Suite) -> dict[str, Any]:
+    """The suite's own ``explainers``, ``layers`` and ``explainer_layers``."""
+    return {
+        "explainers": suite.explainers,
+        "layers": suite.layers,
+        "explainer_layers": suite.explainer_layers,
+    }
+
+
+def producer_settings(
+    suite: Suite, config: TrainConfig, model: torch.nn.Module | None = None
+) -> dict[str, Any]:
+    """What a trained cell of ``config`` is scored with, as
+    :func:`~aubench.bench.evaluate.evaluate_model`'s ``explainers``, ``layers`` and
+    ``explainer_layers``: the suite's own for a ``cam`` model; for any other method, its own map
+    (:func:`own_map`, read off ``model`` when given) at its layer, where the controls are scored
+    too (a control map has that layer's grid)."""
+    if config.method == "cam":
+        return _suite_producers(suite)
+    explainer, layer = own_map(config, model)
+    return {"explainers": (explainer,), "layers": (layer,), "explainer_layers": {}}
+
+
+def own_map(config: TrainConfig, model: torch.nn.Module | None = None) -> tuple[str, str]:
+    """(explainer, layer spec) of the map ``config.method`` defines
+    (:meth:`~aubench.train.model.Method.explained_by`), read off ``model``, else off an
+    untrained build of ``config`` (the map's tap is the architecture's: one build serves the
+    baseline and the guided model of every seed)."""
+    if model is not None:
+        return get_method(config).explained_by(model)
+    return _own_map_of(config.replace(guided=False, seed=0))
+
+
+@functools.lru_cache(maxsize=64)
+def _own_map_of(config: TrainConfig) -> tuple[str, str]:
+    return get_method(config).explained_by(_blank_model(config))
+
+
+def _blank_model(config: TrainConfig) -> torch.nn.Module:
+    """``config``'s model, untrained and without its weights files, in eval mode on the CPU."""
+    return build_model(config.replace(pretrained=None, apvit_vit_pretrained=None), 7).eval()
 
 
 def _check_producers(
-    suite: Suite, model_name: str, model: torch.nn.Module, size: int, layers: tuple[str, ...]
+    suite: Suite, model_name: str, model: torch.nn.Module, size: int, settings: dict[str, Any]
 ) -> None:
-    """Run every explainer and control of ``suite`` at its layers (``explainer_layers``, else
-    ``layers``) on one random image of side ``size``; :class:`SuiteError` names the failure."""
+    """Run the explainers of ``settings`` (:func:`producer_settings`) and the suite's controls,
+    each at its layers (``explainer_layers``, else ``layers``), on one random image of side
+    ``size``; :class:`SuiteError` names the failure."""
     image = torch.randn(1, 3, size, size)
     face = torch.as_tensor(MEAN_FACE, dtype=torch.float32)[None] * size
-    for name in (*suite.explainers, *suite.controls):
-        specs = list(suite.explainer_layers.get(name, layers))
+    layers, own = settings["layers"], settings["explainer_layers"]
+    for name in (*settings["explainers"], *suite.controls):
+        specs = list(own.get(name, layers))
         try:
             explain(model, image, [0], specs, [name], landmarks=face)
         except (ValueError, KeyError, RuntimeError) as err:
             hint = ""
-            if name not in suite.explainer_layers and len(layers) > 1:
+            if name not in own and len(layers) > 1:
                 hint = f" (give it its own layers: explainer_layers: {{{name}: [...]}})"
             raise SuiteError(f"{model_name}: {name} at {specs}: {err}{hint}") from None
 
@@ -191,28 +270,66 @@ def suite_hash(suite: Suite) -> str:
 
 
 def describe_plan(suite: Suite, runs_root: Path) -> str:
-    """The dry-run text: models to train (cached or not), cells to evaluate, estimated work."""
+    """The dry-run text: each cell with its model (cached, or trained for how many epochs), and
+    under each trained one its method, backbone and weights and every map producer it is scored
+    with at its layers; then the models to train and the work per cell."""
     cells = plan(suite)
     lines = [f"suite {suite.name} ({suite_hash(suite)}): {len(cells)} cells"]
-    to_train = 0
+    to_train, producers, pairs = 0, [], []
     for cell in cells:
         if cell.entry is not None:
             lines.append(f"  {cell.key:<48} {'evaluate as given':<18} {cell.given}")
-            continue
-        folder = model_dir(runs_root, cell.config)
-        cached = (folder / "best.pt").is_file()
-        to_train += not cached
-        state = "cached" if cached else f"train {cell.config.epochs} epochs"
-        lines.append(f"  {cell.key:<48} {state:<18} {folder}")
-    producers = (*suite.explainers, *suite.controls)
-    maps = sum(len(suite.layers_of(name)) for name in producers)
+            settings = _suite_producers(suite)
+        else:
+            folder = model_dir(runs_root, cell.config)
+            cached = (folder / "best.pt").is_file()
+            to_train += not cached
+            state = "cached" if cached else f"train {cell.config.epochs} epochs"
+            lines.append(f"  {cell.key:<48} {state:<18} {folder}")
+            settings = producer_settings(suite, cell.config)
+            lines.append(f"      {_method_text(cell.config)}; {_producers_text(suite, settings)}")
+        names = (*settings["explainers"], *suite.controls)
+        own = settings["explainer_layers"]
+        producers.append(len(names))
+        pairs.append(sum(len(own.get(name, settings["layers"])) for name in names))
     images = suite.eval.max_images or "all"
+    metrics = len(suite.metrics)
     lines.append(
-        f"work: {to_train} model(s) to train; per cell {len(producers)} map producers at "
-        f"{maps} (producer, layer) pairs × {len(suite.metrics)} metric(s) = "
-        f"{maps * len(suite.metrics)} scores per image on {images} {suite.eval.split} images"
+        f"work: {to_train} model(s) to train; per cell {_span(producers)} map producers at "
+        f"{_span(pairs)} (producer, layer) pairs × {metrics} metric(s) = "
+        f"{_span([n * metrics for n in pairs])} scores per image on {images} "
+        f"{suite.eval.split} images"
     )
     return "\n".join(lines)
+
+
+def _method_text(config: TrainConfig) -> str:
+    """``method wildcat on resnet10t`` (with APViT's ViT and any weights) for the plan."""
+    text = f"method {config.method} on {config.model}"
+    if config.method == "apvit":
+        text += f" + {config.apvit_depth} {config.apvit_vit} blocks"
+    weights = [w for w in (config.pretrained, config.apvit_vit_pretrained) if w is not None]
+    return text + (f", weights {' + '.join(weights)}" if weights else "")
+
+
+def _producers_text(suite: Suite, settings: dict[str, Any]) -> str:
+    """``maps cam, gradcam at stage:5; controls random, centre at stage:5``: the producers of
+    ``settings`` (:func:`producer_settings`) and the controls, grouped by their layers."""
+    parts = []
+    for kind, names in (("maps", settings["explainers"]), ("controls", suite.controls)):
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for name in names:
+            layers = settings["explainer_layers"].get(name, settings["layers"])
+            groups.setdefault(tuple(layers), []).append(name)
+        shown = "; ".join(f"{', '.join(n)} at {', '.join(ls)}" for ls, n in groups.items())
+        parts.append(f"{kind} {shown or 'none'}")
+    return "; ".join(parts)
+
+
+def _span(values: list[int]) -> str:
+    """``8``, or ``4–13`` when the cells differ (``0`` without cells)."""
+    low, high = min(values, default=0), max(values, default=0)
+    return f"{low}" if low == high else f"{low}–{high}"
 
 
 def run_folder(suite: Suite, out: str | Path | None, runs_root: str | Path) -> Path:
@@ -334,6 +451,7 @@ def _evaluate_cell(
         if not is_trained(folder):
             fit(cell.config, out=folder, device=str(device), progress=shown)
         model, config, _ = load_trained(folder, device)
+        settings |= producer_settings(suite, config, model)  # a method's own map
         samples, dataset = evaluate_model(model, config, **settings, **common)
     elif cell.entry.maps is not None:
         samples, dataset, details = score_given_maps(
@@ -354,11 +472,24 @@ def _evaluate_cell(
         )
         if samples:
             write_samples(sample_file(run, cell.model, cell.variant, cell.seed), samples)
+        empty = suite.aggregation.empty_class  # needs the dataset's classes
+        classes = None if empty is None else open_split(cell.config, cell.split).num_classes
         rows = aggregate_cell(
-            wide, meta, suite.aggregation.bootstrap, suite.aggregation.fill_undefined
+            wide,
+            meta,
+            suite.aggregation.bootstrap,
+            suite.aggregation.fill_undefined,
+            empty_class=empty,
+            num_classes=classes,
         )
-        rows = pd.concat([rows, dataset_rows(dataset, meta, count_valid(wide))], ignore_index=True)
+        counts = count_valid(wide), count_valid(wide, EVIDENCE_REASON)
+        rows = pd.concat([rows, dataset_rows(dataset, meta, *counts)], ignore_index=True)
         write_atomic(cell_data_file(run, cell), _eval_fingerprint(cell).encode())
+        if suite.protocol != "aubench":  # the fixes it keeps, counted (manifest "fixes")
+            write_atomic(cell_fixes_file(run, cell), json.dumps(fix_counts(wide)).encode())
+        if suite.evidence != "codebook":  # its counts and agreement (manifest "evidence")
+            found = evidence_summary(wide, cell.config, cell.split, suite.evidence, suite.protocol)
+            write_atomic(cell_evidence_file(run, cell), json.dumps(found).encode())
         if cell.entry is not None:
             fingerprint = source_fingerprint(cell.entry, cell.checkpoint)
             write_atomic(cell_source_file(run, cell), fingerprint.encode())
@@ -383,6 +514,8 @@ def _eval_settings(suite: Suite, split: str) -> dict[str, Any]:
         "target": suite.eval.target,
         "max_images": suite.eval.max_images,
         "samples_per_class": suite.eval.samples_per_class,
+        "protocol": suite.protocol,
+        "evidence": suite.evidence,
     }
 
 
@@ -414,10 +547,12 @@ def _write_parquet(path: Path, table: pd.DataFrame) -> None:
 
 def _metric_metadata(names) -> dict:
     """Direction, range and category of accuracy and every metric in the table (per-AU and
-    per-depth columns included, :func:`aubench.metrics.describe_column`), for reports and
+    per-depth columns included, :func:`aubench.metrics.describe_column`; a metric scored
+    against per-image evidence, ``<name>@evidence``, has its metric's), for reports and
     checks."""
     shown = dict.fromkeys(["accuracy", *(name for name in names if name != "pred")])
-    return {name: describe_column(name).metadata() for name in shown}
+    plain = {name: name.removesuffix(EVIDENCE_SUFFIX) for name in shown}
+    return {name: describe_column(metric).metadata() for name, metric in plain.items()}
 
 
 def _manifest(
@@ -445,11 +580,21 @@ def _manifest(
             packages[name] = None
     details = {c.key: _cell_details(run, c) for c in cells if c.entry is not None}
     given = [name for info in details.values() for name in info.get("layers", ())]
+    protocol: dict[str, Any] = {"protocol": suite.protocol}
+    if suite.protocol != "aubench":  # the fixes it keeps, counted per cell
+        protocol["fixes"] = {c.key: json.loads(cell_fixes_file(run, c).read_text()) for c in cells}
+    if suite.evidence != "codebook":  # per cell: the counts of its evidence (agreement: beside)
+        protocol["evidence"] = {
+            "evidence": suite.evidence,
+            "cells": {c.key: _evidence_counts(run, c) for c in cells},
+        }
     return {
         "suite": suite.dump(),
         "suite_hash": suite_hash(suite),
+        **protocol,
         "seeds": list(suite.seeds),
         "layers": list(dict.fromkeys([*_resolved_layers(suite), *given])),
+        **_methods(suite),
         "variants": _variants(suite),
         "models": {
             c.key: details[c.key] if c.entry is not None else str(model_dir(runs_root, c.config))
@@ -502,16 +647,48 @@ def _cell_details(run: Path, cell: Cell) -> dict[str, Any]:
 
 
 def _resolved_layers(suite: Suite) -> list[str]:
-    """The module names the suite's layer specs denote (its ``layers``, then any explainer's
-    own), over every trained model, in suite order."""
-    specs = dict.fromkeys([*suite.layers, *(s for v in suite.explainer_layers.values() for s in v)])
+    """The module names the layer specs of every trained cell denote (its ``layers``, then any
+    explainer's own: :func:`producer_settings`), in suite order."""
     names: dict[str, None] = {}
     for cell in plan(suite):
         if cell.entry is not None:
             continue
-        model = build_model(cell.config.replace(pretrained=None), 7)
+        model = _blank_model(cell.config)
+        settings = producer_settings(suite, cell.config, model)
+        own = (s for layers in settings["explainer_layers"].values() for s in layers)
+        specs = dict.fromkeys([*settings["layers"], *own])
         names.update(dict.fromkeys(resolve_layers(model, list(specs))))
     return list(names)
+
+
+def _methods(suite: Suite) -> dict[str, Any]:
+    """The manifest's ``methods`` of a suite that sets ``methods`` (else nothing): each trained
+    model's label → its training ``method``, timm ``model``, the report ``block`` it is compared
+    in (the suite model it is trained on; a method on its own model joins the block of the
+    suite's only trained model), the ``explainer`` and ``layer`` (module name) of the method's
+    own map, whether that map is ``class_agnostic`` (APViT's: one map for every class, so no
+    CAM-COS), and the layer specs its guided variants align (``aligned``)."""
+    if "methods" not in suite.dump():
+        return {}
+    methods = {}
+    for training in suite.trainings:
+        seed = suite.seeds[0]
+        config = suite.train_config(training.model, suite.variants[0], seed, training.entry)
+        model = _blank_model(config)
+        explainer, spec = own_map(config, model)
+        block = training.model
+        if training.entry.model is not None and len(suite.trained_models) == 1:
+            block = suite.trained_models[0]
+        methods[training.label] = {
+            "method": config.method,
+            "model": training.model,
+            "block": block,
+            "explainer": explainer,
+            "layer": resolve_layers(model, [spec])[0],
+            "class_agnostic": bool(getattr(get_explainer(explainer), "class_agnostic", False)),
+            "aligned": list(config.layers),
+        }
+    return {"methods": methods}
 
 
 def _git_commit() -> str | None:
@@ -536,6 +713,24 @@ def _eval_fingerprint(cell: Cell) -> str:
 def cell_data_file(run: Path, cell: Cell) -> Path:
     """The content fingerprint of the data a finished cell was evaluated on."""
     return run / "cells" / f"{cell.key}.data"
+
+
+def cell_evidence_file(run: Path, cell: Cell) -> Path:
+    """What a finished cell's per-image AU evidence was
+    (:func:`~aubench.bench.evaluate.evidence_summary`, JSON)."""
+    return run / "cells" / f"{cell.key}.evidence.json"
+
+
+def _evidence_counts(run: Path, cell: Cell) -> dict[str, Any]:
+    """A cell's :func:`~aubench.bench.evaluate.evidence_summary` but its per-class agreement."""
+    found = json.loads(cell_evidence_file(run, cell).read_text())
+    return {key: value for key, value in found.items() if key not in ("codebook", "agreement")}
+
+
+def cell_fixes_file(run: Path, cell: Cell) -> Path:
+    """What aubench's validity fixes changed in a finished cell scored under protocol
+    ``belharbi2024`` (:func:`~aubench.bench.evaluate.fix_counts`, JSON)."""
+    return run / "cells" / f"{cell.key}.fixes.json"
 
 
 def cell_source_file(run: Path, cell: Cell) -> Path:

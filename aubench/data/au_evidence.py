@@ -41,6 +41,14 @@ value where present, 0 where not (an AU with only a presence column weighs 1). I
 by the first of :data:`KEY_COLUMNS` in the header (py-feat: ``input``) or, in a folder of per-image
 CSVs, by each file's name; a key may be a dataset id, a file name or a path
 (:meth:`EvidenceTable.match`).
+
+A split's evidence (the ``evidence`` setting of training and evaluation,
+:mod:`aubench.faces.evidence_spec`): :func:`split_evidence` reads it for an opened split — the
+synthetic faces' rendered AUs, the dataset's reader of :data:`DATASET_AU_READERS`, or a detector's
+output — and lines it up with the split's images (:meth:`EvidenceTable.match`: what does not match
+is counted); :class:`EvidenceFaces` gives each sample its vector under :data:`EVIDENCE_KEY`, from
+which :func:`aubench.data.batch.add_heatmaps` draws the evidence maps after the geometric
+transforms.
 """
 
 from __future__ import annotations
@@ -57,11 +65,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
+from torch.utils.data import Dataset
 
 from aubench.data.ckplus import _locate as locate_ckplus
 from aubench.data.parsing import header_fields, iter_csv, read_csv, read_whitespace, to_numbers
+from aubench.data.synthetic import SyntheticFaces
 from aubench.data.table import DatasetFormatError, SkipReport, require_dir
-from aubench.faces.evidence import FACS_AU_RANGE, FACS_MAX_INTENSITY, AUEvidence
+from aubench.faces.codebook import ALL_AUS
+from aubench.faces.evidence import (
+    FACS_AU_RANGE,
+    FACS_AUS,
+    FACS_MAX_INTENSITY,
+    AUEvidence,
+)
+from aubench.faces.evidence_spec import EvidenceSpec, parse_evidence
 
 NOT_A_NUMBER = "malformed row (not a number)"
 OUT_OF_RANGE = "malformed row (value out of range)"
@@ -462,6 +479,160 @@ def _weights(values: np.ndarray, layout: dict[int, dict[str, int]], threshold: f
         unknown = np.isnan(np.column_stack(list(got.values()))).any(axis=1)
         out[:, a] = np.where(unknown, np.nan, np.where(present, value, 0.0))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the evidence of a dataset's split
+
+#: A sample's AU evidence (:class:`EvidenceFaces`): float32 (len(FACS_AUS),), AU k in column
+#: k − 1, in [0, 1]; NaN where not coded (absent, for the maps).
+EVIDENCE_KEY = "au_evidence"
+
+
+@dataclass
+class SplitEvidence:
+    """The per-image AU evidence of one opened split (:func:`split_evidence`), by position.
+
+    Attributes:
+        spec: the evidence setting it was read for.
+        source: ``synthetic`` (the AUs the renderer drew), a reader's dataset (``ckplus``, …)
+            or a detector's format (``openface``, ``py-feat``, ``libreface``).
+        table: the evidence read from files; None for the synthetic faces.
+        rows: (N,) the table row of each image of the split, −1 for none; None for synthetic.
+        unmatched: what did not match (:meth:`EvidenceTable.match`: keys that fit no image or
+            several, repeated keys, images without evidence); empty for synthetic faces.
+        faces: the synthetic faces themselves (None for a table).
+    """
+
+    spec: EvidenceSpec
+    source: str
+    table: EvidenceTable | None = None
+    rows: np.ndarray | None = None
+    unmatched: SkipReport = field(default_factory=SkipReport)
+    faces: SyntheticFaces | None = None
+
+    def __len__(self) -> int:
+        return len(self.faces) if self.faces is not None else len(self.rows)
+
+    def vectors(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 (n, len(FACS_AUS)) the evidence of the images at ``indices`` (AU k in column
+        k − 1; NaN: not coded, or no evidence for the image)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out = np.full((len(indices), len(FACS_AUS)), np.nan, dtype=np.float32)
+        if self.faces is not None:  # the renderer draws ALL_AUS only: every other AU is absent
+            out[:] = 0.0
+            drawn = [self.faces.au_intensity(int(i)) for i in indices]
+            out[:, [au - 1 for au in ALL_AUS]] = np.stack(drawn) if drawn else 0.0
+            return out
+        rows = self.rows[indices]
+        hit = np.flatnonzero(rows >= 0)
+        columns = [au - 1 for au in self.table.aus]
+        out[hit[:, None], columns] = self.table.intensities[rows[hit]]
+        return out
+
+    def missing(self, indices: Sequence[int] | np.ndarray) -> int:
+        """How many images at ``indices`` have no evidence (no row of the table matched them)."""
+        if self.rows is None:
+            return 0
+        return int((self.rows[np.asarray(indices, dtype=np.int64)] < 0).sum())
+
+    def unregioned(self, indices: Sequence[int] | np.ndarray) -> dict[int, int]:
+        """AU number → how many images at ``indices`` show it present, for the AUs aubench has
+        no region for (:meth:`~aubench.faces.evidence.AUEvidence.unregioned`); none for the
+        synthetic faces, whose renderer draws only AUs with a region."""
+        if self.faces is not None:
+            return {}
+        rows = self.rows[np.asarray(indices, dtype=np.int64)]
+        values = self.table.intensities[rows[rows >= 0]]
+        return AUEvidence(self.table.aus, torch.from_numpy(values)).unregioned()
+
+
+def read_evidence(split: Dataset, evidence: str | EvidenceSpec) -> EvidenceTable | None:
+    """The evidence table of ``evidence`` (``facs``, ``detector:PATH``, ``hybrid``,
+    ``hybrid:PATH``; :mod:`aubench.faces.evidence_spec`) for an opened ``split`` of a dataset:
+    a detector's output (:func:`read_detector`), or the dataset's coding read by its entry of
+    :data:`DATASET_AU_READERS` from the dataset's folder (the same for each of its splits);
+    None for the synthetic faces' ``facs`` (their rendered AUs need no file). Errors:
+    ``codebook`` (no per-image evidence), a dataset without an AU reader (naming the ones with
+    one), and the readers'."""
+    spec = parse_evidence(evidence) if isinstance(evidence, str) else evidence
+    if not spec.per_image:
+        raise ValueError("evidence 'codebook' is the label's prototype, not per-image evidence")
+    if spec.path is not None:
+        return read_detector(spec.path)
+    if isinstance(split, SyntheticFaces):
+        return None
+    data = getattr(split, "table", None)
+    reader = DATASET_AU_READERS.get(getattr(data, "source", None))
+    if reader is None:
+        name = getattr(data, "name", type(split).__name__)
+        raise ValueError(
+            f"evidence {spec}: aubench reads no AU coding of dataset {name!r} (it reads "
+            f"synthetic, {', '.join(DATASET_AU_READERS)}); give an AU detector's output for "
+            "its images instead: detector:PATH"
+        )
+    return reader(data.root)
+
+
+def split_evidence(
+    split: Dataset, evidence: str | EvidenceSpec, table: EvidenceTable | None = None
+) -> SplitEvidence:
+    """The ``evidence`` of an opened ``split``, lined up with its images: the synthetic faces'
+    rendered AUs, or ``table`` (default :func:`read_evidence`'s) matched to the split's ids and
+    image paths (:meth:`EvidenceTable.match`; keys of the dataset's other splits count as
+    fitting no image of this one)."""
+    spec = parse_evidence(evidence) if isinstance(evidence, str) else evidence
+    table = read_evidence(split, spec) if table is None else table
+    faces = split if isinstance(split, SyntheticFaces) else None
+    if table is None:
+        return SplitEvidence(spec, "synthetic", faces=faces)
+    if faces is not None:
+        ids, paths = [faces.sample_id(i) for i in range(len(faces))], None
+    else:
+        images = split.table.images
+        ids = split.ids.to_pylist()
+        paths = images.paths.to_pylist() if hasattr(images, "paths") else None
+    rows, unmatched = table.match(ids, paths)
+    return SplitEvidence(spec, table.source, table, rows, unmatched)
+
+
+def evidence_fingerprint(evidence: str | EvidenceSpec) -> str:
+    """What identifies a detector output's content cheaply (each file's name, size and mtime),
+    for the keys of trained models and evaluated cells; ``""`` for evidence that is the
+    dataset's own (its content fingerprint covers it) or the codebook."""
+    spec = parse_evidence(evidence) if isinstance(evidence, str) else evidence
+    if spec.path is None:
+        return ""
+    path = Path(spec.path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    return ";".join(f"{name}:{size}:{mtime}" for name, size, mtime in stats)
+
+
+class EvidenceFaces(Dataset):
+    """``faces`` (a split, or faces made from it position by position) whose items also carry
+    their evidence under :data:`EVIDENCE_KEY` (from ``evidence``, read for that split).
+    Attributes of ``faces`` (``labels``, ``num_classes``, …) are forwarded."""
+
+    def __init__(self, faces: Dataset, evidence: SplitEvidence) -> None:
+        if len(faces) != len(evidence):
+            raise ValueError(
+                f"{len(evidence)} images of {evidence.source} evidence for {len(faces)} faces"
+            )
+        self.faces = faces
+        self.evidence = evidence
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, index: int) -> dict:
+        vector = self.evidence.vectors([index])[0]
+        return {**self.faces[index], EVIDENCE_KEY: torch.from_numpy(vector)}
+
+    def __getattr__(self, name: str):
+        if name == "faces":  # not set yet (unpickling): avoid recursing
+            raise AttributeError(name)
+        return getattr(self.faces, name)
 
 
 # ---------------------------------------------------------------------------------------------

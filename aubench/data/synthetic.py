@@ -35,6 +35,7 @@ from aubench.faces.synth import (
     label_of,
     render_as_sample,
     render_sample,
+    rendered_intensity,
     sample_params,
     split_code,
 )
@@ -150,6 +151,12 @@ class SyntheticFaces(Dataset):
         return render_sample(
             self.seed, self.split, self._index(index), self.size, self.config, intervention
         )
+
+    def au_intensity(self, index: int) -> np.ndarray:
+        """float32 (len(ALL_AUS),) the intensities item ``index`` is drawn with, as its sample's
+        ``au_intensity``, without rendering it (its ``facs`` evidence)."""
+        params = sample_params(self.seed, self.split, self._index(index), self.config)
+        return rendered_intensity(params).astype(np.float32)
 
     def sample_id(self, index: int, intervention: Intervention | None = None) -> str:
         """``"synthetic-<split>-<index:06d>"``, then ``"@<intervention>"`` unless ``intervention``

@@ -230,16 +230,18 @@ class Postprocess:
         return {"steps": [{"name": step.name, **step.params()} for step in self.steps]}
 
 
-def default_postprocess(explainer: Explainer, size: int | tuple[int, int]) -> Postprocess:
-    """DESIGN.md's default: ReLU if ``explainer.relu``, bilinear resize to ``size``, min-max."""
-    steps = [relu()] if explainer.relu else []
+def default_postprocess(explainer: Explainer | None, size: int | tuple[int, int]) -> Postprocess:
+    """DESIGN.md's default: ReLU if ``explainer.relu``, bilinear resize to ``size``, min-max
+    (``explainer`` None: maps given as they are, precomputed: no ReLU)."""
+    steps = [relu()] if explainer is not None and explainer.relu else []
     return Postprocess([*steps, resize(size), minmax()])
 
 
 def protocol_postprocess(
-    explainer: Explainer, size: int | tuple[int, int], protocol: str = "aubench"
+    explainer: Explainer | None, size: int | tuple[int, int], protocol: str = "aubench"
 ) -> Postprocess:
-    """The steps of evaluation ``protocol`` (:data:`PROTOCOLS`) for ``explainer``'s maps.
+    """The steps of evaluation ``protocol`` (:data:`PROTOCOLS`) for ``explainer``'s maps
+    (None: maps given as they are, precomputed, post-processed as a CAM without ReLU).
 
     ``"aubench"``: :func:`default_postprocess`. ``"belharbi2024"``: the reference code's (module
     doc) — attention maps shifted when negative, then resized with the reference's
@@ -253,7 +255,7 @@ def protocol_postprocess(
         if isinstance(explainer, Attention):
             resized = resize(size, align_corners=True, antialias=True, keep_range=True)
             return Postprocess([shift_negative(), resized])
-        steps = [relu()] if explainer.relu else []
+        steps = [relu()] if explainer is not None and explainer.relu else []
         return Postprocess([*steps, minmax(), resize(size), clamp(0.0, 1.0)])
     raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 

@@ -33,31 +33,32 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from aubench.faces.codebook import ALL_AUS, Codebook, get_codebook
-from aubench.faces.heatmaps import _prepare
+from aubench.faces.codebook import ALL_AUS, EXPRESSIONS, Codebook, get_codebook
+from aubench.faces.heatmaps import InvalidReason, _prepare, count_reasons
 from aubench.faces.landmarks import as_landmarks
 from aubench.faces.region_model import RegionModel
 from aubench.faces.region_registry import get_region_model
 
 #: FACS codes are one- or two-digit numbers; anything else in an AU column is an unknown AU.
 FACS_AU_RANGE = range(1, 100)
+#: Every FACS AU number, 1–99, in order: a per-sample evidence vector
+#: (:data:`aubench.data.au_evidence.EVIDENCE_KEY`) holds AU k in column k − 1.
+FACS_AUS: tuple[int, ...] = tuple(FACS_AU_RANGE)
 #: The top of the FACS intensity scale (A–E = 1–5), which normalised intensities divide by.
 FACS_MAX_INTENSITY = 5.0
 
 
 class EvidenceReason(IntEnum):
-    """Why an evidence heatmap is invalid (0 = valid).
+    """Why an evidence heatmap is invalid (0 = valid): the members of
+    :class:`aubench.faces.heatmaps.InvalidReason` an evidence map can have, with their codes
+    (so one code has one name everywhere); ``no_aus`` (a neutral label) does not occur, the
+    evidence replaces the label."""
 
-    ``NO_LANDMARKS`` and ``OUTSIDE`` have the codes of
-    :class:`aubench.faces.heatmaps.InvalidReason`; code 1 (``no_aus``: a neutral label) does not
-    occur, evidence replaces the label.
-    """
-
-    VALID = 0
-    NO_LANDMARKS = 2  # a landmark is non-finite (failed detection)
-    OUTSIDE = 3  # no region of a present AU lies inside the image
-    NO_PRESENT_AUS = 4  # the evidence shows no AU (all absent, or not coded)
-    NO_REGION_AUS = 5  # AUs are present, but none that aubench has a region for
+    VALID = int(InvalidReason.VALID)
+    NO_LANDMARKS = int(InvalidReason.NO_LANDMARKS)  # a landmark is non-finite
+    OUTSIDE = int(InvalidReason.OUTSIDE)  # no region of a present AU lies inside the image
+    NO_PRESENT_AUS = int(InvalidReason.NO_PRESENT_AUS)  # no AU shown (all absent, or not coded)
+    NO_REGION_AUS = int(InvalidReason.NO_REGION_AUS)  # AUs present, none with a region
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,64 @@ def evidence_heatmaps(
     return EvidenceHeatmaps(maps, valid, reasons)
 
 
-def count_evidence_reasons(reasons: torch.Tensor) -> dict[str, int]:
-    """Counts of invalid images by :class:`EvidenceReason` name (valid images are not counted)."""
-    counts = torch.bincount(reasons.flatten().long().cpu(), minlength=max(EvidenceReason) + 1)
-    return {r.name.lower(): int(counts[r]) for r in EvidenceReason if r and counts[r]}
+#: Counts of invalid images by reason name (valid images are not counted): an evidence map's
+#: reasons have :class:`~aubench.faces.heatmaps.InvalidReason`'s codes and names.
+count_evidence_reasons = count_reasons
+
+
+def prototype_agreement(
+    evidence: AUEvidence,
+    labels: torch.Tensor | np.ndarray | Sequence[int],
+    codebook: str | Codebook | dict,
+) -> dict[str, dict]:
+    """How the AUs each image shows agree with its label's prototype, per class.
+
+    With S_i the AUs present in image i (intensity > 0; AUs without a region included) and P_i
+    the prototype of its label in ``codebook``, per class c of the images (by
+    :data:`~aubench.faces.codebook.EXPRESSIONS` name, classes without an image left out):
+
+    - ``n``: its images; ``prototype``: P_c (AU numbers);
+    - ``exact``: how many have S_i = P_c;
+    - ``jaccard``: the mean of |S_i ∩ P_c| / |S_i ∪ P_c| (1 when both are empty);
+    - ``au_frequency``: AU number (as a string) → the share of its images showing it, for every
+      AU shown by one of them or in P_c (which AUs the class really uses).
+
+    JSON-ready; computed in one batched pass.
+    """
+    book = get_codebook(codebook)
+    label_ids = torch.as_tensor(labels).long().reshape(-1).cpu()
+    if len(label_ids) != len(evidence):
+        raise ValueError(f"{len(label_ids)} labels for {len(evidence)} images of evidence")
+    aus = sorted(set(evidence.aus) | set(book.aus))
+    present = torch.zeros(len(evidence), len(aus), dtype=torch.bool)
+    present[:, [aus.index(au) for au in evidence.aus]] = evidence.present().cpu()
+    table = book.matrix(torch.device("cpu"))  # (classes, len(ALL_AUS)) bool
+    drawn = [(aus.index(au), ALL_AUS.index(au)) for au in book.aus]
+    prototype = torch.zeros(len(table), len(aus), dtype=torch.bool)
+    prototype[:, [k for k, _ in drawn]] = table[:, [j for _, j in drawn]]
+    expected = prototype[label_ids]
+    union = (present | expected).sum(1)
+    jaccard = torch.where(union > 0, (present & expected).sum(1) / union.clamp_min(1), 1.0)
+    classes = len(table)
+    n = torch.bincount(label_ids, minlength=classes)
+    exact = torch.bincount(label_ids, (present == expected).all(1).double(), minlength=classes)
+    jaccard_sum = torch.bincount(label_ids, jaccard.double(), minlength=classes)
+    shown = torch.zeros(classes, len(aus), dtype=torch.float64).index_add_(
+        0, label_ids, present.double()
+    )
+    out = {}
+    for c in torch.nonzero(n).flatten().tolist():
+        frequency = shown[c] / n[c]
+        listed = (frequency > 0) | prototype[c]
+        out[EXPRESSIONS[c]] = {
+            "n": int(n[c]),
+            "prototype": [au for au, p in zip(aus, prototype[c].tolist(), strict=True) if p],
+            "exact": int(exact[c]),
+            "jaccard": float(jaccard_sum[c] / n[c]),
+            "au_frequency": {
+                str(au): float(f)
+                for au, f, keep in zip(aus, frequency.tolist(), listed.tolist(), strict=True)
+                if keep
+            },
+        }
+    return out

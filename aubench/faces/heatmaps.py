@@ -37,12 +37,25 @@ from aubench.faces.region_registry import get_region_model
 
 
 class InvalidReason(IntEnum):
-    """Why a sample's heatmap is invalid (0 = valid)."""
+    """Why a sample's heatmap is invalid (0 = valid). Codebook maps (:func:`invalid_reasons`)
+    have the reasons of :data:`CODEBOOK_REASONS`; the maps of per-image AU evidence
+    (:func:`aubench.faces.evidence.evidence_heatmaps`) those of
+    :class:`~aubench.faces.evidence.EvidenceReason`, with the same codes."""
 
     VALID = 0
     NO_AUS = 1  # the label has no AUs in the codebook (neutral)
     NO_LANDMARKS = 2  # a landmark is non-finite (failed detection)
-    OUTSIDE = 3  # no AU region of the label lies inside the image
+    OUTSIDE = 3  # no AU region of the label (of a present AU) lies inside the image
+    NO_PRESENT_AUS = 4  # evidence: the image shows no AU (all absent, or not coded)
+    NO_REGION_AUS = 5  # evidence: AUs are present, but none that aubench has a region for
+
+
+#: The reasons a codebook map can be invalid for (:func:`invalid_reasons`).
+CODEBOOK_REASONS: tuple[InvalidReason, ...] = (
+    InvalidReason.NO_AUS,
+    InvalidReason.NO_LANDMARKS,
+    InvalidReason.OUTSIDE,
+)
 
 
 class Heatmaps(NamedTuple):

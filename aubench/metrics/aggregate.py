@@ -6,6 +6,11 @@ A sample is *scored* when it is valid and its score is finite. Invalid samples a
 counted by their reason code; valid samples whose metric is undefined (NaN: constant map, empty
 region…) are excluded and counted as ``"undefined"`` — unless ``fill_undefined`` gives them a
 value, as the paper does with 0 (``nan_to_num`` of its cosine; paper-protocol.md §5.2).
+
+A non-neutral class with no scored sample is left out of the macro average, unless
+``empty_class`` gives it a value: the reference code writes −1 for such a class and averages it
+in (paper-evaluation-protocol.md item 5); the classes so filled are listed in
+:attr:`Aggregate.empty_classes`, so that tables can flag the macro values they enter.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ _DRAWS_PER_CHUNK = 1 << 22
 class Aggregate:
     """Summary of one metric over a set of samples (float64 tensors on the CPU).
 
-    ``per_class`` (C,) mean over each class's scored samples (NaN when it has none),
-    ``per_class_n`` (C,) their counts, ``per_class_ci`` (C, 2); ``macro`` the unweighted mean
-    of the per-class means over ``macro_classes`` (the non-neutral classes with a scored
-    sample), ``macro_ci``; ``image_mean`` the mean over all scored samples, ``image_ci``;
-    ``n_scored``; ``excluded`` reason name → count.
+    ``per_class`` (C,) mean over each class's scored samples (NaN when it has none; the
+    ``empty_class`` value for the classes of ``empty_classes``), ``per_class_n`` (C,) their
+    counts, ``per_class_ci`` (C, 2); ``macro`` the unweighted mean of the per-class values over
+    ``macro_classes`` (the non-neutral classes with a scored sample, and the empty ones when
+    ``empty_class`` is given), ``macro_ci``; ``image_mean`` the mean over all scored samples,
+    ``image_ci``; ``n_scored``; ``excluded`` reason name → count; ``empty_classes`` the
+    non-neutral classes without a scored sample that entered the macro with the
+    ``empty_class`` value (empty unless it is given).
     """
 
     per_class: torch.Tensor
@@ -45,6 +53,7 @@ class Aggregate:
     image_ci: tuple[float, float]
     n_scored: int
     excluded: dict[str, int]
+    empty_classes: tuple[int, ...] = ()
 
 
 def aggregate(
@@ -57,6 +66,7 @@ def aggregate(
     neutral: int | None = 0,
     reason_names: Mapping[int, str] | Sequence[str] | None = None,
     fill_undefined: float | None = None,
+    empty_class: float | None = None,
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -77,6 +87,9 @@ def aggregate(
             ``"reason_<code>"``.
         fill_undefined: score given to valid samples whose score is NaN (the paper: 0.0);
             None excludes them as ``"undefined"``.
+        empty_class: the value of each non-neutral class of ``[0, num_classes)`` with no
+            scored sample, averaged into the macro (the reference code: −1; its classes are
+            listed in ``empty_classes``); None leaves such classes out of the macro.
         n_boot: bootstrap replicates (0: no CIs, NaN bounds).
         confidence: CI level (percentile bootstrap).
         seed: seed of the resampling.
@@ -96,6 +109,7 @@ def aggregate(
         neutral=neutral,
         reason_names=reason_names,
         fill_undefined=fill_undefined,
+        empty_class=empty_class,
         n_boot=n_boot,
         confidence=confidence,
         seed=seed,
@@ -113,6 +127,7 @@ def aggregate_many(
     neutral: int | None = 0,
     reason_names: Mapping[int, str] | Sequence[str] | None = None,
     fill_undefined: float | None = None,
+    empty_class: float | None = None,
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -151,11 +166,15 @@ def aggregate_many(
         counts = torch.bincount(groups, minlength=classes)
         per_class = torch.zeros(len(members), classes, dtype=torch.float64)
         per_class = per_class.index_add_(1, groups, values) / counts
-        macro_classes = tuple(c for c in range(classes) if c != neutral and counts[c] > 0)
+        kept = [c for c in range(classes) if c != neutral]
+        empty = tuple(c for c in kept if counts[c] == 0) if empty_class is not None else ()
+        if empty:
+            per_class[:, list(empty)] = empty_class
+        macro_classes = tuple(c for c in kept if counts[c] > 0 or c in empty)
         macro = per_class[:, list(macro_classes)].mean(1) if macro_classes else None
         image = values.mean(1) if len(groups) else None
         class_ci, macro_ci, image_ci = bootstrap_ci(
-            values, groups, classes, macro_classes, n_boot, confidence, seed
+            values, groups, classes, macro_classes, n_boot, confidence, seed, empty_class
         )
         for k, row in enumerate(members.tolist()):
             excluded = dict(invalid)
@@ -172,6 +191,7 @@ def aggregate_many(
                 image_ci=tuple(image_ci[k].tolist()),
                 n_scored=len(groups),
                 excluded=excluded,
+                empty_classes=empty,
             )
     return results
 
@@ -184,6 +204,7 @@ def bootstrap_ci(
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    empty_class: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Percentile intervals from a bootstrap stratified by class, for K score columns of the
     same samples at once.
@@ -192,7 +213,8 @@ def bootstrap_ci(
     every class c with n_c samples, n_c of its samples with replacement (all replicates at once,
     in chunks; the draws depend on ``seed`` and n only, so every column gets those it would get
     alone): replicate b's class mean is ``μ*_bc``, its macro mean the average of ``μ*_bc`` over
-    ``macro_classes``, its image mean the average of all drawn values. Returns
+    ``macro_classes`` (a class of them without samples counts ``empty_class`` in every
+    replicate), its image mean the average of all drawn values. Returns
     ``(per-class (…, C, 2), macro (…, 2), image (…, 2))`` as (low, high); NaN without samples or
     when ``n_boot`` is 0.
     """
@@ -241,6 +263,8 @@ def bootstrap_ci(
     class_ci[:, present] = torch.quantile(replicate[..., present], levels, dim=1).permute(1, 2, 0)
     image_ci = torch.quantile(torch.cat(image_means, 1), levels, dim=1).T
     if macro_classes:
+        if empty_class is not None:
+            replicate[..., ~present] = empty_class
         macro = replicate[..., list(macro_classes)].mean(2)
         macro_ci = torch.quantile(macro, levels, dim=1).T
     return shaped()

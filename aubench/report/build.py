@@ -4,7 +4,8 @@ Layout of the output folder (default ``RUN/report``)::
 
     tables/<name>.tex      booktabs tables (main, layers, lambda, ablation, per_au, sanity,
                            metrics_<cat>)
-    figures/<name>.png|pdf samples_<model>, layers, metrics, per_au, lambda, sanity, confusion
+    figures/<name>.png|pdf samples_<model> (a run of several methods: samples), layers, metrics,
+                           per_au, lambda, sanity, confusion
     report.md              run facts, the tables as Markdown, the figures, notes
 
 Only the results store is read (results, per_image, samples, manifest); every file is written
@@ -28,7 +29,7 @@ from aubench.report.latex import PACKAGES, render_latex
 from aubench.report.markdown import render_report
 from aubench.report.runs import RunData
 from aubench.report.stats import EXACT_MAX_PAIRS, RESAMPLES
-from aubench.report.tables import choose_metrics, report_tables
+from aubench.report.tables import DEFAULT_PROTOCOL, choose_metrics, report_tables, run_protocol
 
 
 def write_report(
@@ -65,10 +66,14 @@ def write_report(
         path = out / "tables" / f"{table.name}.tex"
         kept.append(write_atomic(path, render_latex(table, ci).encode()))
     chosen = choose_metrics(data, metrics)
-    drawn: list[tuple[str, str, Figure | None]] = [
-        (f"{model}: sample faces", f"samples_{_slug(model)}", fig.sample_grid(data, model))
-        for model in data.models
-    ]
+    drawn: list[tuple[str, str, Figure | None]]
+    if data.trained:  # the methods of one run side by side: one figure, a row per method
+        drawn = [("Sample faces", "samples", fig.sample_grid(data, data.models))]
+    else:
+        drawn = [
+            (f"{model}: sample faces", f"samples_{_slug(model)}", fig.sample_grid(data, model))
+            for model in data.models
+        ]
     drawn += [
         ("Scores per layer", "layers", fig.layer_curves(data, chosen)),
         ("Accuracy and metrics per method", "metrics", fig.metric_bars(data, chosen)),
@@ -121,11 +126,47 @@ def _notes(run: RunData) -> list[str]:
         )
     if run.baseline is None:
         notes.append("No unguided variant is shown: no paired tests.")
+    notes += _protocol_notes(run)
     for model in run.models:
         for variant in run.variants:
             path = sample_file(run.path, model, variant, run.seeds[0])
             if not path.is_file():
                 notes.append(f"{path} is missing: the sample grid leaves it out.")
+    return notes
+
+
+def _protocol_notes(run: RunData) -> list[str]:
+    """The evaluation protocol when it is not aubench's own, with what aubench's validity fixes
+    changed in each cell (manifest ``fixes``), and the classes averaged into a macro with the
+    ``aggregation.empty_class`` value (per-class rows with ``n`` 0)."""
+    notes = []
+    protocol = run_protocol(run)
+    if protocol != DEFAULT_PROTOCOL:
+        counts = "; ".join(
+            f"{cell}: {c['no_landmarks']} and {c['vanished']} of {c['images']}"
+            for cell, c in (run.manifest.get("fixes") or {}).items()
+        )
+        notes.append(
+            f"Evaluation protocol `{protocol}`: the reference code's AU heatmaps, map "
+            "post-processing and undefined scores counted 0 (README: the paper's evaluation "
+            "protocol). aubench's validity fixes are kept: faces with non-finite landmarks "
+            "(the reference raises) and faces whose AU regions vanish in the 28×28 sampling "
+            "(the reference scores their all-zero maps as valid) are left out"
+            + (f"; per cell, non-finite and vanished of the images: {counts}." if counts else ".")
+        )
+    rows = run.results
+    empty = rows[(rows["n"] == 0) & ~rows["class"].isin(["macro", "all"])]
+    if not empty.empty:
+        value = ", ".join(f"{v:g}" for v in dict.fromkeys(empty["value"]))
+        cells = empty.groupby(["model", "variant", "seed"], sort=False)["class"]
+        shown = "; ".join(
+            f"{model} {variant} seed {seed}: {', '.join(dict.fromkeys(classes))}"
+            for (model, variant, seed), classes in cells
+        )
+        notes.append(
+            f"Classes with no scored image count {value} in the macro averages "
+            f"(aggregation.empty_class, the reference code's convention): {shown}."
+        )
     return notes
 
 

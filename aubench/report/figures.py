@@ -178,12 +178,17 @@ def _producers(
 ) -> list[tuple[str, str, str]]:
     """(model, method, layer) of each producer row of :func:`sample_grid`, in row order: by
     model, then by ``methods`` (default: the run's methods then controls, then any other in file
-    order); the layer is the method's last in the model's samples (in ``run.layers`` order)."""
+    order); the layer is the method's last in the model's samples (in ``run.layers`` order).
+    Controls do not depend on the model: with several models each is shown once, from the first
+    model that has it, after every model's methods (unless ``methods`` orders them)."""
     found: dict[tuple[str, str], list[str]] = {}
-    for (model, _), arrays in cells.items():
+    shown: dict[str, str] = {}  # control → the model whose samples show it
+    for (model, _), arrays in sorted(cells.items(), key=lambda item: models.index(item[0][0])):
         for key in arrays:
             if key.startswith("map|"):
                 _, method, layer = key.split("|", 2)
+                if is_control(method) and shown.setdefault(method, model) != model:
+                    continue
                 found.setdefault((model, method), []).append(layer)
     if methods is not None:
         known = dict.fromkeys(method for _, method in found)
@@ -201,7 +206,14 @@ def _producers(
         for (model, method), layers in found.items()
         if methods is None or method in rank
     ]
-    return sorted(rows, key=lambda row: (models.index(row[0]), rank.get(row[1], len(rank))))
+    return sorted(
+        rows,
+        key=lambda row: (
+            methods is None and is_control(row[1]),  # a given order is kept as given
+            models.index(row[0]),
+            rank.get(row[1], len(rank)),
+        ),
+    )
 
 
 def _row_details(producers: Sequence[tuple[str, str, str]], several_models: bool) -> list[str]:

@@ -33,13 +33,14 @@ _ESCAPES = {
     "λ": r"$\lambda$",
     "±": r"$\pm$",
     "†": r"$^{\dagger}$",
+    "‡": r"$^{\ddagger}$",
     "–": "--",
 }
 
 
 def escape(text: str) -> str:
     """``text`` with LaTeX's special characters escaped (``grad_cam`` → ``grad\\_cam``) and the
-    tables' Unicode symbols (↑ ↓ λ ± † –) written as LaTeX."""
+    tables' Unicode symbols (↑ ↓ λ ± † ‡ –) written as LaTeX."""
     return "".join(_ESCAPES.get(c, c) for c in str(text))
 
 

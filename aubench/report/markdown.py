@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aubench.report.runs import RunData
-from aubench.report.tables import CellText, Table
+from aubench.report.tables import DEFAULT_PROTOCOL, CellText, Table, run_protocol
 
 _ESCAPES = {c: "\\" + c for c in "\\`*_|[]<>"}
 
@@ -56,6 +56,7 @@ def render_report(
         ("seeds", ", ".join(map(str, run.seeds))),
         ("models", ", ".join(run.models)),
         ("git commit", str(manifest.get("git_commit") or manifest.get("commit") or "")),
+        ("evaluation protocol", "" if run_protocol(run) == DEFAULT_PROTOCOL else run_protocol(run)),
     ]
     lines = [f"# aubench report: {escape(run.path.name)}", ""]
     lines += [f"- {name}: {escape(value)}" for name, value in facts if value]
@@ -66,6 +67,14 @@ def render_report(
             f"| {escape(variant.name)} | {'yes' if variant.guided else 'no'} | {variant.lam:g} "
             f"| {escape(layers)} | {escape(variant.loss) or '–'} |"
         )
+    if run.trained:  # how each model was trained; its guided variants align its own layers
+        lines += ["", "| model | method | backbone | own map at | aligned layers (guided) |"]
+        lines.append("|:--|:--|:--|:--|:--|")
+        for trained in run.trained.values():
+            own = f"{trained.explainer} at {trained.layer}"
+            own += " (class-agnostic)" if trained.class_agnostic else ""
+            cells = [trained.label, trained.method, trained.model, own, ", ".join(trained.aligned)]
+            lines.append("| " + " | ".join(escape(cell) for cell in cells) + " |")
     lines.append("")
     for table in tables:
         lines += [f"## {escape(table.name)}", "", render_markdown(table, ci)]

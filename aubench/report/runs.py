@@ -16,7 +16,11 @@ Conventions on top of :mod:`aubench.bench.results`:
 - methods named ``control:<name>`` are controls; ``classifier`` carries the accuracy rows;
 - layers follow ``manifest["layers"]`` (a list, or a mapping whose lists are concatenated) and
   then their order of first appearance in the results; a method's *main layer* (the one the
-  method tables show) is the last of its layers in that order.
+  method tables show) is the last of its layers in that order, for each model;
+- ``manifest["methods"]`` (suites that train more than CAM) = ``{model: {"method", "model",
+  "block", "explainer", "layer", "class_agnostic", "aligned"}}``: how each model of the results
+  was trained
+  (:class:`TrainedMethod`); the method tables then show one row per method in the paper's order.
 """
 
 from __future__ import annotations
@@ -74,6 +78,24 @@ class MetricInfo:
         """Decimals shown: 2 for metrics spanning ≥ 10 units (accuracy in %, unbounded), else 3."""
         low, high = self.range
         return 2 if high - low >= 10 else 3
+
+
+@dataclass(frozen=True)
+class TrainedMethod:
+    """How one model of the results was trained (``manifest["methods"][model]``): its training
+    ``method`` (``cam``, ``wildcat``, …) on timm ``model``, the ``block`` of the method tables
+    it is compared in (a suite model), the ``explainer`` and ``layer`` of the method's own map,
+    whether that map is ``class_agnostic`` (one map for every class: no CAM-COS), and the
+    layers its guided variants align (``aligned``, instead of the variants' own)."""
+
+    label: str
+    method: str
+    model: str
+    block: str
+    explainer: str
+    layer: str
+    class_agnostic: bool
+    aligned: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -270,23 +292,52 @@ class RunData:
         present = dict.fromkeys(self.results["metric"])
         return [m for m in present if (c := derived_column(m)) is not None and c.kind == kind]
 
-    def layers_of(self, method: str) -> list[str]:
-        """The layers ``method`` has rows for, in display order."""
-        return list(self._layers.get(method, ()))
+    def layers_of(self, method: str, model: str | None = None) -> list[str]:
+        """The layers ``method`` has rows for (of ``model``; default: of any model), in display
+        order."""
+        return list(self._layers.get((model, method), ()))
 
     @cached_property
-    def _layers(self) -> dict[str, list[str]]:
-        """Method → its layers in display order (every lookup of a table reads them)."""
-        pairs = self.results[["method", "layer"]].drop_duplicates()
-        have: dict[str, set[str]] = {}
-        for method, layer in pairs.itertuples(index=False, name=None):
-            have.setdefault(method, set()).add(layer)
-        return {m: [layer for layer in self.layers if layer in found] for m, found in have.items()}
+    def _layers(self) -> dict[tuple[str | None, str], list[str]]:
+        """(model, method) → its layers in display order, and (None, method) → its layers over
+        every model (every lookup of a table reads them)."""
+        pairs = self.results[["model", "method", "layer"]].drop_duplicates()
+        have: dict[tuple[str | None, str], set[str]] = {}
+        for model, method, layer in pairs.itertuples(index=False, name=None):
+            have.setdefault((model, method), set()).add(layer)
+            have.setdefault((None, method), set()).add(layer)
+        return {
+            key: [layer for layer in self.layers if layer in found] for key, found in have.items()
+        }
 
-    def main_layer(self, method: str) -> str:
-        """The layer method tables show for ``method``: the last of its layers."""
-        layers = self.layers_of(method)
+    def main_layer(self, method: str, model: str | None = None) -> str:
+        """The layer method tables show for ``method`` (of ``model``; default: over every
+        model): the last of its layers."""
+        layers = self.layers_of(method, model)
         return layers[-1] if layers else ""
+
+    @cached_property
+    def trained(self) -> dict[str, TrainedMethod]:
+        """Model → how it was trained (``manifest["methods"]``), in the order of :attr:`models`;
+        empty for a run of CAM models only (no ``methods`` in its manifest)."""
+        declared = self.manifest.get("methods") or {}
+        out = {}
+        for label in [m for m in self.models if m in declared]:
+            entry = declared[label]
+            try:
+                fields = {key: entry[key] for key in ("method", "model", "block", "explainer")}
+                out[label] = TrainedMethod(
+                    label,
+                    **fields,
+                    layer=entry["layer"],
+                    class_agnostic=bool(entry["class_agnostic"]),
+                    aligned=tuple(entry["aligned"]),
+                )
+            except (KeyError, TypeError) as err:
+                raise ValueError(
+                    f"{self.path / 'manifest.json'}: methods entry {label!r} is malformed ({err!r})"
+                ) from None
+        return out
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -305,9 +356,9 @@ class RunData:
         return dict(zip(keys, numbers, strict=True))
 
     def cell(self, model: str, variant: str, method: str, metric: str) -> np.ndarray:
-        """(value, ci_low, ci_high, spread, n_seeds) of ``method`` at its main layer; NaNs when
-        the run has no such row."""
-        key = (model, variant, method, self.main_layer(method), metric)
+        """(value, ci_low, ci_high, spread, n_seeds) of ``method`` at its main layer on
+        ``model``; NaNs when the run has no such row."""
+        key = (model, variant, method, self.main_layer(method, model), metric)
         return self.cells.get(key, np.full(len(CELL_NUMBERS) + 1, np.nan))
 
     @cached_property

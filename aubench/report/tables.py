@@ -4,7 +4,10 @@
 Tables (file stems in brackets):
 
 - methods × {w/o AU, w/ AU} × {accuracy, chosen metrics} (``main``; the paper's Tables 1–2),
-  and the same without accuracy for each metric category (``metrics_<category>``);
+  and the same without accuracy for each metric category (``metrics_<category>``); in a run of
+  several training methods (``manifest["methods"]``) one row per method's own map and per
+  post-hoc explainer of the CAM model, in the paper's Table 1 order (:data:`PAPER_ROWS`), each
+  with its own model's accuracy;
 - per-layer scores, methods × layers × variants (``layers``);
 - sweeps, variants × {accuracy, metric × method}: λ (``lambda``; the paper's Fig. 5 as a table)
   and aligned layers (``ablation``; the paper's Table 3);
@@ -43,6 +46,26 @@ Column = tuple[str, str]
 Key = tuple[str, str, str, str, str]
 #: The map metric the main table shows when none is chosen (the paper's CAM-/ATT-COS).
 DEFAULT_METRIC = "cosine"
+#: The rows of the paper's Table 1, in its order, and their labels: a training method's own map
+#: (on a model of that method), or a post-hoc explainer of the CAM model (GradCAM, GradCAM++,
+#: LayerCAM; ``cam`` is both). Other explainers of the CAM model follow, in the run's order.
+PAPER_ROWS = {
+    "cam": "CAM",
+    "wildcat": "WILDCAT",
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAM++",
+    "acol": "ACoL",
+    "prm": "PRM",
+    "adl": "ADL",
+    "cutmix": "CutMix",
+    "layercam": "LayerCAM",
+    "tscam": "TS-CAM",
+    "apvit": "APViT",
+}
+#: Marks the row of a method whose only map is class-agnostic (its map metrics are left empty).
+CLASS_AGNOSTIC_MARK = "‡"
+#: The evaluation protocol of a run whose manifest names none: aubench's own.
+DEFAULT_PROTOCOL = "aubench"
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,7 @@ class Table:
     labels (``controls`` excluded), comparing the values as displayed. ``baseline`` is the
     column label the tests compare with; ``n_seeds`` the most seeds behind a cell. ``ranked``
     False: rows are not competitors (e.g. randomisation depths), so nothing is bold.
+    ``remarks``: footnotes of the table's own, after those of its cells' marks.
     """
 
     name: str
@@ -84,6 +108,7 @@ class Table:
     baseline: str
     n_seeds: int
     ranked: bool = True
+    remarks: tuple[str, ...] = ()
 
     @property
     def rows(self) -> list[Row]:
@@ -195,7 +220,7 @@ class Table:
                 "† cannot tell this method from a control: the best control scores within this "
                 "value's 95% CI or better."
             )
-        return notes
+        return notes + list(self.remarks)
 
 
 class _Spec(NamedTuple):
@@ -204,6 +229,16 @@ class _Spec(NamedTuple):
     info: MetricInfo
     key: Key | None  # None: an empty cell
     control: bool = False  # a control's row (under a rule, never bold)
+
+
+class _MethodRow(NamedTuple):
+    """A row of a method table: its labels, the model and method (explainer or control) whose
+    scores it shows, and whether its map metrics are left empty (a class-agnostic map)."""
+
+    row: Row
+    model: str
+    method: str
+    blank: bool = False
 
 
 def method_table(
@@ -217,28 +252,83 @@ def method_table(
     """Methods (then controls) × variants × {accuracy, ``metrics``}, each method at its main
     layer (the paper's Tables 1 and 2); None when no method has any of ``metrics``. Scores of
     the model itself (accuracy, ``au_occlusion``) repeat in every method's row, as in the paper,
-    and are empty for the controls."""
+    and are empty for the controls. A run of several training methods has one row per method
+    (:func:`_paper_rows`), each showing its own model's accuracy; a class-agnostic method's map
+    metrics are empty ("–"), with a footnote saying why."""
     present = _present(run)
+    rows, levels = _paper_rows(run) if run.trained else _model_rows(run)
     specs = []
-    for model in run.models:
-        for method in [*run.methods, *run.controls]:
-            if not any((model, method, m) in present for m in metrics):
-                continue
-            row = (*_prefix(run, model), method)
-            for metric in ([ACCURACY] if accuracy else []) + list(metrics):
-                info = run.info(metric)
-                for variant in run.variants:
-                    column = (_header(info), run.labels[variant])
-                    if metric == ACCURACY or (model, CLASSIFIER, metric) in present:
-                        # a property of the model (accuracy, AU occlusion): each method's row
-                        shown = None if is_control(method) else CLASSIFIER
-                    else:
-                        shown = method
-                    key = None if shown is None else _key(run, model, variant, shown, metric)
-                    specs.append(_Spec(row, column, info, key, is_control(method)))
+    for row in rows:
+        model, method = row.model, row.method
+        if not any((model, method, m) in present for m in metrics):
+            continue
+        for metric in ([ACCURACY] if accuracy else []) + list(metrics):
+            info = run.info(metric)
+            for variant in run.variants:
+                column = (_header(info), run.labels[variant])
+                if metric == ACCURACY or (model, CLASSIFIER, metric) in present:
+                    # a property of the model (accuracy, AU occlusion): each method's row
+                    shown = None if is_control(method) else CLASSIFIER
+                else:
+                    shown = None if row.blank else method
+                key = None if shown is None else _key(run, model, variant, shown, metric)
+                specs.append(_Spec(row.row, column, info, key, is_control(method)))
     if not specs:
         return None
-    return _assemble(run, name, title, ("Method",), specs, group_levels=_levels(run))
+    table = _assemble(run, name, title, ("Method",), specs, group_levels=levels)
+    shown_rows = {spec.row for spec in specs}
+    blanked = [r for r in rows if r.blank and r.row in shown_rows]
+    if not blanked:
+        return table
+    names = ", ".join(r.row[-1].removesuffix(CLASS_AGNOSTIC_MARK) for r in blanked)
+    remark = (
+        f"{CLASS_AGNOSTIC_MARK} {names}: – for every map metric (no CAM-COS, as in the paper): "
+        "its only map is class-agnostic, one attention map for every class, so there is no "
+        "class activation map to score; its scores stay in the results, flagged "
+        "class_agnostic in manifest.json."
+    )
+    return replace(table, remarks=(remark,))
+
+
+def _model_rows(run: RunData) -> tuple[list[_MethodRow], int]:
+    """Each model's methods, then its controls (rows led by the model when there are several),
+    and the number of leading block levels."""
+    rows = [
+        _MethodRow((*_prefix(run, model), method), model, method)
+        for model in run.models
+        for method in [*run.methods, *run.controls]
+    ]
+    return rows, _levels(run)
+
+
+def _paper_rows(run: RunData) -> tuple[list[_MethodRow], int]:
+    """The rows of a run of several training methods (:attr:`RunData.trained`), block by block
+    (led by the block's suite model when there are several): each method's own map and each
+    explainer of the CAM model, in the order of :data:`PAPER_ROWS` (labelled as the paper does),
+    the other explainers of the CAM model, then the controls of the block's CAM model (of its
+    first model without one); and the number of leading block levels."""
+    blocks: dict[str, list[str]] = {}
+    for label, trained in run.trained.items():
+        blocks.setdefault(trained.block, []).append(label)
+    order = list(PAPER_ROWS)
+    rows = []
+    for block, labels in blocks.items():
+        prefix = (block,) if len(blocks) > 1 else ()
+        found = []  # (rank, row)
+        for label in labels:
+            trained = run.trained[label]
+            if trained.method == "cam":
+                shown = [(m, m) for m in run.methods if run.layers_of(m, label)]
+            else:
+                shown = [(trained.method, trained.explainer)]
+            for key, method in shown:
+                text = PAPER_ROWS.get(key, key) + (CLASS_AGNOSTIC_MARK * trained.class_agnostic)
+                row = _MethodRow((*prefix, text), label, method, trained.class_agnostic)
+                found.append((order.index(key) if key in order else len(order), row))
+        rows += [row for _, row in sorted(found, key=lambda pair: pair[0])]  # stable
+        cam = next((x for x in labels if run.trained[x].method == "cam"), labels[0])
+        rows += [_MethodRow((*prefix, c), cam, c) for c in run.controls if run.layers_of(c, cam)]
+    return rows, int(len(blocks) > 1)
 
 
 def layer_table(run: RunData, metrics: Sequence[str]) -> Table | None:
@@ -247,7 +337,7 @@ def layer_table(run: RunData, metrics: Sequence[str]) -> Table | None:
     specs = []
     for model in run.models:
         for method in [*run.methods, *run.controls]:
-            layers = run.layers_of(method)
+            layers = run.layers_of(method, model)
             if len(layers) < 2:
                 continue
             for layer in layers:
@@ -383,9 +473,15 @@ def choose_metrics(run: RunData, metrics: Sequence[str] | None) -> list[str]:
     return list(metrics)
 
 
+def run_protocol(run: RunData) -> str:
+    """The evaluation protocol that produced ``run``'s scores (its manifest's ``protocol``)."""
+    return str(run.manifest.get("protocol", DEFAULT_PROTOCOL))
+
+
 def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Table]:
     """Every table the run supports, in report order: main, layers, lambda, ablation,
-    per_au, sanity, then the per-category tables."""
+    per_au, sanity, then the per-category tables. Under a protocol other than aubench's own,
+    each caption ends by naming it."""
     chosen = choose_metrics(run, metrics)
     tables = [
         method_table(run, chosen),
@@ -396,7 +492,9 @@ def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Ta
         sanity_table(run),
         *category_tables(run, chosen),
     ]
-    return [t for t in tables if t is not None]
+    protocol = run_protocol(run)
+    named = f" Evaluation protocol: {protocol}." if protocol != DEFAULT_PROTOCOL else ""
+    return [replace(t, title=t.title + named) for t in tables if t is not None]
 
 
 def confusion_matrix(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -430,7 +528,7 @@ def _header(info: MetricInfo) -> str:
 
 
 def _key(run: RunData, model: str, variant: str, method: str, metric: str) -> Key:
-    return (model, variant, method, run.main_layer(method), metric)
+    return (model, variant, method, run.main_layer(method, model), metric)
 
 
 def _sweep_label(run: RunData, kind: str, variant: str) -> str:
@@ -470,7 +568,7 @@ def _assemble(
         n_seeds = max(n_seeds, int(run.cells[spec.key][-1]))
         p[i, j] = np.nan if spec.control else adjusted.get(spec.key, np.nan)
         flagged[i, j] = bool(flags.get(spec.key, False))
-    names = ["Model", *row_names] if _levels(run) else list(row_names)
+    names = ["Model", *row_names] if len(rows[0]) > len(row_names) else list(row_names)
     index = pd.MultiIndex.from_tuples(rows, names=names)
     header = pd.MultiIndex.from_tuples(columns)
 

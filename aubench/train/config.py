@@ -19,7 +19,12 @@ to pass 90 % on these faces. The paper's own recipe is the ``paper`` preset (:da
 ``method`` picks how the classifier is built and trained (:mod:`aubench.train.model`): ``cam``
 (the default: the timm model's own GAP + linear head), or one of the interpretable-by-design
 methods ``wildcat``, ``prm``, ``acol``, ``adl``, ``cutmix``, ``tscam``, ``apvit``, each with its
-options (the fields named ``<method>_…``; setting one for another method is an error). These
+options (the fields named ``<method>_…``; setting one for another method is an error).
+``evidence`` says where the heatmaps' AUs come from (:mod:`aubench.faces.evidence_spec`):
+``codebook`` (the label's prototype, the default), ``facs`` (each image's coded AUs: the AUs
+the synthetic faces were rendered with, CK+'s FACS files), ``detector:PATH`` (an AU detector's
+output) or ``hybrid[:PATH]`` (the codebook's AUs weighted by the image's); guided training
+aligns with those maps, and each epoch's evaluation scores ATT-COS against them too. These
 fields came later: at their defaults they are left out of :meth:`TrainConfig.canonical`, so every
 earlier config keeps its hash and its run folder.
 """
@@ -44,6 +49,7 @@ from pydantic import (
     model_validator,
 )
 
+from aubench.faces.evidence_spec import check_evidence
 from aubench.io import write_atomic
 from aubench.train.options import ALIGN_LOSSES, check_lambda, check_loss_name
 
@@ -81,6 +87,12 @@ class TrainConfig(BaseModel):
     regions: str = Field("default", description="AU region model of the heatmaps")
     codebook: str | None = Field(
         None, description="expression → AU codebook; None: the region model's own"
+    )
+    evidence: str = Field(
+        "codebook",
+        description="the heatmaps' AUs: codebook (the label's prototype), facs (each image's "
+        "coded AUs), detector:PATH (an AU detector's output), hybrid[:PATH] (the codebook's "
+        "AUs weighted by the image's)",
     )
     # model
     model: str = Field("resnet10t", description="timm model name")
@@ -161,6 +173,11 @@ class TrainConfig(BaseModel):
     def _lam(cls, value: float) -> float:
         return check_lambda(value)
 
+    @field_validator("evidence")
+    @classmethod
+    def _evidence(cls, value: str) -> str:
+        return check_evidence(value)
+
     @field_validator("layers", "adl_layers", mode="before")
     @classmethod
     def _layers(cls, value: Any) -> Any:
@@ -172,7 +189,7 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _method_options(self) -> TrainConfig:
-        for name in _LATER - {"method"}:
+        for name in _METHOD_OPTIONS:
             owner = name.split("_", 1)[0]
             if owner != self.method and getattr(self, name) != _default(name):
                 raise ValueError(
@@ -270,14 +287,11 @@ class TrainConfig(BaseModel):
         return cls.from_dict(PRESETS[name], f"preset {name!r}")
 
 
+#: The options of the training methods: each name starts with the method it configures.
+_METHOD_OPTIONS = {name for name in TrainConfig.model_fields if name.split("_")[0] in METHOD_NAMES}
 #: Fields added after configs were first hashed: :meth:`TrainConfig.canonical` leaves each out
-#: while it holds its default, so the configs written before them keep their hashes. Every name
-#: but ``method`` starts with the method it configures.
-_LATER = {
-    name
-    for name in TrainConfig.model_fields
-    if name == "method" or name.split("_")[0] in METHOD_NAMES
-}
+#: while it holds its default, so the configs written before them keep their hashes.
+_LATER = {"method", "evidence", *_METHOD_OPTIONS}
 
 
 def _default(name: str) -> Any:

@@ -3,7 +3,8 @@
 Loss (shared/reference/paper-protocol.md §4.6): ``L = L_cls + L_align`` with
 ``L_align = λ · mean_l mean_valid(ℓ(T_l, A↓))`` (:mod:`aubench.train.losses`) when
 ``config.guided``; the AU heatmaps A are built per batch on the training device from the
-transformed landmarks (:func:`aubench.data.batch.add_heatmaps`). The training method
+transformed landmarks (:func:`aubench.data.batch.add_target_heatmaps`): the codebook's, or with
+per-image ``config.evidence`` the maps of each image's AU evidence. The training method
 (:func:`aubench.train.model.get_method`) then prepares the batch (CutMix mixes images and
 heatmaps), runs the forward and gives the classification term ``L_cls`` (``CE(logits, y)`` for
 ``cam``; ``CE(A) + CE(B)`` for ACoL; CutMix's mixed CE).
@@ -19,7 +20,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from aubench.data.batch import add_heatmaps
+from aubench.data.au_evidence import EVIDENCE_KEY
+from aubench.data.batch import EVIDENCE_MAPS, add_heatmaps, add_target_heatmaps
 from aubench.models import FeatureCapture, layer_attention, resolve_layers
 from aubench.train.config import TrainConfig
 from aubench.train.distributed import DistInfo
@@ -109,19 +111,29 @@ class Trainer:
             group["lr"] = lr
 
     def to_device(self, batch: dict) -> dict:
-        """``image``, ``label`` and ``landmarks`` of ``batch`` on the training device."""
-        keys = ("image", "label", "landmarks")
+        """``image``, ``label``, ``landmarks`` (and the AU evidence, when the batch has it) of
+        ``batch`` on the training device."""
+        keys = ["image", "label", "landmarks", *([EVIDENCE_KEY] if EVIDENCE_KEY in batch else [])]
         return {k: batch[k].to(self.device, non_blocking=True) for k in keys}
 
     def with_heatmaps(self, batch: dict) -> dict:
         """``batch`` on the device plus its ``heatmap``, ``valid`` and ``invalid_reason``
-        (:func:`~aubench.data.batch.add_heatmaps` with the config's codebook and regions)."""
-        return add_heatmaps(self.to_device(batch), self.config.codebook, self.config.regions)
+        (:func:`~aubench.data.batch.add_heatmaps` with the config's codebook, regions and
+        evidence: per-image evidence adds its maps as well)."""
+        c = self.config
+        return add_heatmaps(self.to_device(batch), c.codebook, c.regions, c.evidence)
+
+    def with_targets(self, batch: dict) -> dict:
+        """``batch`` on the device with the heatmaps guided training aligns with as ``heatmap``,
+        ``valid`` and ``invalid_reason`` (:func:`~aubench.data.batch.add_target_heatmaps`:
+        the codebook's, or the maps of each image's AU evidence)."""
+        c = self.config
+        return add_target_heatmaps(self.to_device(batch), c.codebook, c.regions, c.evidence)
 
     def train_step(self, batch: dict) -> StepOutput:
         """One optimisation step on ``batch`` (image, label, landmarks; any device)."""
         # heatmaps are built in float32, outside autocast
-        batch = self.with_heatmaps(batch) if self.config.guided else self.to_device(batch)
+        batch = self.with_targets(batch) if self.config.guided else self.to_device(batch)
         batch = self.method.prepare(batch)
         labels = batch["label"]
         self.net.train()
@@ -145,9 +157,12 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader: Iterable[dict], progress: bool = False, desc: str = "eval") -> dict:
         """Accuracy (%) and ATT-COS at every layer over ``loader`` (this rank's shard), summed over
-        ranks. Uses the unwrapped model, so ranks may see different numbers of batches."""
+        ranks, against the codebook's heatmaps and, with per-image evidence, against the
+        evidence's too (:class:`~aubench.train.evaluation.EvalAccumulator`). Uses the unwrapped
+        model, so ranks may see different numbers of batches."""
         self.model.eval()
-        meter = EvalAccumulator(self.num_classes, self.layers, self.device)
+        evidence = self.config.evidence != "codebook"
+        meter = EvalAccumulator(self.num_classes, self.layers, self.device, evidence)
         for raw in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
             batch = self.with_heatmaps(raw)
             with (
@@ -166,6 +181,7 @@ class Trainer:
                 batch["heatmap"],
                 batch["valid"],
                 batch["invalid_reason"],
+                tuple(batch[key] for key in EVIDENCE_MAPS) if evidence else None,
             )
         meter.reduce()
         return meter.compute()
