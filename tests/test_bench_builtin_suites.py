@@ -13,10 +13,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from aubench.bench.evaluate import method_label
-from aubench.bench.results import read_manifest, read_results
+from aubench.bench.results import read_manifest, read_results, read_samples, sample_file
 from aubench.bench.runner import (
     check_suite,
     describe_plan,
@@ -28,6 +30,8 @@ from aubench.bench.runner import (
 )
 from aubench.bench.suite import SuiteError, list_suites, load_suite
 from aubench.bench.summary import headline
+from aubench.data.synthetic import SyntheticFaces
+from aubench.faces.codebook import ALL_AUS, EXPRESSIONS, get_codebook
 from aubench.metrics import METRICS
 from aubench.models import resolve_layers
 from aubench.report import write_report
@@ -53,7 +57,13 @@ SHRUNK = {
         "methods=[cam, wildcat, {name: acol, train: {acol_width: 64}}, prm, adl, cutmix, "
         "{name: tscam, model: test_vit, train: {large_maps: false, layers: [norm]}}, "
         "{name: apvit, train: {apvit_vit: test_vit, apvit_depth: 2, layers: [proj]}}]",
-    ]
+    ],
+    # faces drawn as the suite draws them, 56 to train on; 14 test faces: each class twice
+    "evidence": [
+        "data=synthetic:n=56,codebook=emfacs",
+        "models=[test_resnet]",
+        "eval.max_images=14",
+    ],
 }
 #: The rows of the paper's Table 1, in its order, then cam-methods' other explainers and controls.
 PAPER_ORDER = [
@@ -171,16 +181,113 @@ def test_cam_methods_table_has_the_papers_rows_each_method_scored_by_its_own_map
     assert "‡ APViT: – for every map metric (no CAM-COS, as in the paper): its only map is " in text
     latex = render_latex(main)
     assert r"APViT$^{\ddagger}$ & " in latex and r"$^{\ddagger}$ APViT: -- for every" in latex
-    if shutil.which("pdflatex"):  # the table compiles (test_report_build requires pdflatex)
-        (tmp_path / "main.tex").write_text(latex)
-        document = tmp_path / "doc.tex"
-        document.write_text(
-            rf"\documentclass{{article}}\usepackage{{{','.join(PACKAGES)},amssymb}}"
-            "\n\\begin{document}\n\\input{main.tex}\n\\end{document}\n"
+    _compiles(tmp_path, {"main": latex})
+
+
+def _compiles(folder: Path, tables: dict[str, str]) -> None:
+    """The LaTeX ``tables`` (name → text), \\input into one document in ``folder``, compile with
+    pdflatex, when it is installed (test_report_build requires it)."""
+    if not shutil.which("pdflatex"):
+        return
+    for name, text in tables.items():
+        (folder / f"{name}.tex").write_text(text)
+    inputs = "".join(rf"\input{{{name}.tex}}" + "\n" for name in tables)
+    document = folder / "doc.tex"
+    document.write_text(
+        rf"\documentclass{{article}}\usepackage{{{','.join(PACKAGES)},amssymb}}"
+        f"\n\\begin{{document}}\n{inputs}\\end{{document}}\n"
+    )
+    command = ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", document.name]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_evidence_suite_pairs_codebook_and_evidence_scores_and_tells_each_class_agreement(
+    runs_root, tmp_path
+):
+    """The miniature evidence suite (the same run as above: whichever test comes first trains
+    it; timm's ``test_resnet``): 14 test faces drawn with EMFACS's prototypes, scored against
+    aubench's default codebook and against the AUs each face was drawn with (facs: the truth).
+    The paired table holds each producer's macro cosine against both, per variant; the
+    agreement table's numbers are those recomputed from the drawn AUs; the notes count the
+    evidence; the figures exist and the tables compile."""
+    shipped = load_suite("evidence")
+    assert (shipped.data, shipped.evidence) == ("synthetic:n=1500,codebook=emfacs", "facs")
+    assert [v.train for v in shipped.variants] == [{}, {}, {"evidence": "facs"}]
+    suite = miniature("evidence")
+    configs = {cell.variant: cell.config for cell in plan(suite)}
+    assert {v: c.evidence for v, c in configs.items()} == {
+        "baseline": "codebook",
+        "guided": "codebook",
+        "guided-evidence": "facs",
+    }
+    assert configs["guided"].hash() != configs["guided-evidence"].hash()
+    run = run_suite(suite, runs_root=runs_root, progress=False)
+    report = write_report(run)
+    data = RunData(run)
+    tables = {t.name: t for t in report_tables(data)}
+
+    paired = tables["evidence"]  # vs codebook, vs evidence: the results' macro rows
+    labels = {"baseline": "w/o AU", "guided": "w/ AU (guided)"}
+    labels["guided-evidence"] = "w/ AU (guided-evidence)"
+    sides = {"vs codebook": "cosine", "vs evidence": "cosine@evidence"}
+    assert paired.columns == [(f"cosine ↑ {labels[v]}", side) for v in labels for side in sides]
+    methods = [method_label(p, suite.controls) for p in (*suite.explainers, *suite.controls)]
+    assert [row[-1] for row in paired.rows] == methods
+    table = read_results(run)
+    macro = table[table["class"] == "macro"].set_index(["variant", "method", "metric"]).value
+    for method in methods:
+        shown = paired.value.loc[(method,)]
+        for variant, label in labels.items():
+            for side, metric in sides.items():
+                assert shown[(f"cosine ↑ {label}", side)] == macro[(variant, method, metric)]
+
+    # the agreement, recomputed from the AUs each face was drawn with
+    drawn: dict[int, list[set[int]]] = {}
+    for face in map(SyntheticFaces(14, 64, "test", codebook="emfacs").__getitem__, range(14)):
+        shows = {au for au, a in zip(ALL_AUS, face["au_intensity"].tolist(), strict=True) if a}
+        drawn.setdefault(int(face["label"]), []).append(shows)
+    book = get_codebook("belharbi2024-fixed")  # aubench's default codebook
+    (agreement,) = data.agreements
+    assert agreement.codebook == book.name
+    assert sorted(agreement.cells) == sorted(cell.key for cell in plan(suite))
+    assert [c.name for c in agreement.classes] == [EXPRESSIONS[k] for k in sorted(drawn)]
+    rows = {row[0][0][0]: row for row in tables["agreement"].rows}
+    for found in agreement.classes:
+        images, prototype = drawn[EXPRESSIONS.index(found.name)], set(found.prototype)
+        assert prototype == set(book.aus_of(EXPRESSIONS.index(found.name)))
+        exact = sum(aus == prototype for aus in images)
+        jaccard = [
+            len(a & prototype) / len(a | prototype) if a | prototype else 1.0 for a in images
+        ]
+        shares = {au: sum(au in a for a in images) / len(images) for au in prototype.union(*images)}
+        assert (found.n, found.exact) == (len(images), exact) and found.n == 2
+        # prototype_agreement divides in float32: each image's Jaccard to float32 precision
+        assert found.jaccard == pytest.approx(np.mean(jaccard), abs=1e-7)
+        assert found.frequency == pytest.approx(shares, abs=1e-12)
+        assert rows[found.name][3] == (
+            (f"{exact / len(images):.2f} ({exact}/{len(images)})", False),
         )
-        command = ["pdflatex", "-halt-on-error", "-interaction=nonstopmode", document.name]
-        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout[-3000:]
+    happiness = next(c for c in agreement.classes if c.name == "happiness")
+    assert (happiness.exact, happiness.frequency[25]) == (0, 0.0)  # EMFACS has no AU25 there
+    assert happiness.jaccard == pytest.approx(2 / 3)
+
+    page = (report / "report.md").read_text()
+    assert "| guided-evidence | yes | 4 | layer4 | cosine | facs |" in page
+    shown = "**6\u00a0(1.00)**, **12\u00a0(1.00)**, **25\u00a0(0.00)** |"  # unbreakable spaces
+    assert f"| happiness | 2 | 6, 12, 25 | 0.00 (0/2) | 0.667 | {shown}" in page
+    assert (
+        f"Evidence, every cell: 14 images scored; 0 without evidence; evidence maps invalid: "
+        f"no-present-aus {len(drawn[0])}; AUs without a region (images showing them; not "
+        "drawn): none; evidence keys fitting no image or several: none; rows the reader "
+        "skipped: none." in page
+    )
+    figures = report / "figures"
+    assert imread(figures / "agreement.png").shape[0] > 300
+    assert "evidence_heatmaps" in read_samples(sample_file(run, "test_resnet", "baseline", 0))
+    assert (figures / "samples_test_resnet.png").is_file()
+    chosen = ("main", "evidence", "agreement")
+    _compiles(tmp_path, {name: (report / "tables" / f"{name}.tex").read_text() for name in chosen})
 
 
 def test_a_producer_asked_for_a_layer_it_cannot_explain_fails_before_training(tmp_path):

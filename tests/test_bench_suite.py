@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from aubench.bench.runner import describe_plan, plan
+from aubench.bench.runner import describe_plan, plan, suite_hash
 from aubench.bench.suite import SuiteError, list_suites, load_suite
 from aubench.cli import main
 
-BUILTINS = ["cam-methods", "faithfulness", "lambda", "layers", "quick", "sanity"]
+BUILTINS = ["cam-methods", "evidence", "faithfulness", "lambda", "layers", "quick", "sanity"]
 
 
 def test_builtin_suites_are_listed_and_valid():
@@ -47,6 +47,25 @@ def test_overrides_set_nested_fields_parsed_as_yaml():
     assert not cells[0].config.guided
 
 
+def test_a_variant_trains_with_settings_of_its_own_and_keeps_older_hashes():
+    """A variant's ``train`` (guided by each image's AUs: ``evidence: facs``) goes over the
+    suite's and the method's train; left empty, it is out of the dump, so older suites keep
+    their hash and their models."""
+    plain = load_suite("quick")
+    assert all("train" not in v for v in plain.dump()["variants"])
+    same = load_suite(
+        "quick", ["variants=[{name: baseline}, {name: guided, guided: true, train: {}}]"]
+    )
+    assert suite_hash(same) == suite_hash(plain)
+    own = "{name: guided, guided: true, train: {evidence: facs, epochs: 2}}"
+    suite = load_suite("quick", [f"variants=[{{name: baseline}}, {own}]"])
+    assert suite.dump()["variants"][1]["train"] == {"evidence": "facs", "epochs": 2}
+    baseline, guided = (cell.config for cell in plan(suite))
+    assert (baseline.evidence, baseline.epochs) == ("codebook", 3)
+    assert (guided.evidence, guided.epochs, guided.guided, guided.lam) == ("facs", 2, True, 4)
+    assert baseline.hash() == plan(plain)[0].config.hash()  # the same cached baseline model
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -64,6 +83,13 @@ def test_overrides_set_nested_fields_parsed_as_yaml():
         ("layers=[stage:5, stage:5]", "layers: 'stage:5' listed more than once"),
         ("controls=[noise]", "controls: unknown name 'noise'"),
         ("oops", "--set 'oops': expected KEY=VALUE"),
+        (
+            "variants=[{name: g, guided: true, train: {lam: 2}}]",
+            "variants.0.train: 'lam' is set by the variant itself (lam: …), not by the variant's "
+            "train",
+        ),
+        ("variants=[{name: g, train: {seed: 1}}]", "'seed' is set by the suite (data, models"),
+        ("variants=[{name: g, train: {evidence: fac}}]", "unknown evidence 'fac'; did you mean"),
     ],
 )
 def test_bad_suites_name_the_field(override, message):

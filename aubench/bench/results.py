@@ -19,11 +19,14 @@ A run folder ``RUN/`` holds
 - ``per_image/<model>__<variant>__<seed>__<split>.parquet`` (one file per evaluated cell, read
   together by :func:`read_per_image`): one row per (id, method, layer, metric) with columns
   :data:`PER_IMAGE_COLUMNS`; ``value`` NaN where the sample was not scored, with its
-  ``reason`` (``valid``, ``neutral``, ``no-landmarks``, ``outside``, ``undefined``). The
-  classifier's rows carry ``metric`` ``pred`` (the predicted class) so confusion matrices and
-  paired tests need no model.
+  ``reason`` (``valid``, ``no-aus`` (neutral), ``no-landmarks``, ``outside``, ``undefined``;
+  the rows of a metric scored against per-image AU evidence, ``<metric>@evidence``, carry the
+  evidence map's: also ``no-present-aus``, no AU shown, and ``no-region-aus``, none of the
+  AUs shown has a region). The classifier's rows carry ``metric`` ``pred`` (the predicted
+  class) so confusion matrices and paired tests need no model.
 - ``samples/<model>__<variant>__<seed>.npz``: a few faces per class for figures: ``images``
-  (N, H, W, 3) uint8, ``heatmaps`` (N, H, W) float16, ``labels`` (N,), ``ids`` (N,) and one
+  (N, H, W, 3) uint8, ``heatmaps`` (N, H, W) float16 (and ``evidence_heatmaps`` in a run
+  scored against per-image AU evidence), ``labels`` (N,), ``ids`` (N,) and one
   ``map|<method>|<layer>`` (N, H, W) float16 array per method and layer, normalised to [0, 1].
 - ``manifest.json``: the resolved suite, seeds, package versions, git commit, data fingerprint,
   metric metadata (``higher_is_better``, ``range``, ``category`` per metric), variants (their

@@ -1,6 +1,7 @@
 """Suites: one validated YAML file says what to train, what to explain, where, and how to score.
 
-A suite names the data, the models, the baseline/guided variants (λ, layers, loss), the training
+A suite names the data, the models, the baseline/guided variants (λ, layers, loss, and training
+settings of their own: ``train: {evidence: facs}`` aligns with each image's AUs), the training
 settings shared by every model (any :class:`~aubench.train.config.TrainConfig` field), the
 explainers, the layers to score (``explainer_layers`` gives an explainer its own), the metrics,
 the controls, the aggregation, the seeds, the evaluation settings and the evaluation
@@ -220,8 +221,14 @@ class Preset(_Strict):
         return value
 
 
+#: Variant fields a variant's ``train`` cannot set: the variant's own fields set them.
+_VARIANT_FIELDS = ("guided", "lam", "layers", "loss")
+
+
 class Variant(_Strict):
-    """One way of training each model: the baseline (``guided: false``) or an AU-guided one."""
+    """One way of training each model: the baseline (``guided: false``) or an AU-guided one,
+    with ``train``: TrainConfig fields of this variant's models only (``{evidence: facs}``:
+    aligned with each image's own AUs instead of the codebook's)."""
 
     name: str = Field(description="column/legend name, e.g. baseline, guided, lam-8")
     guided: bool = Field(False, description="add the alignment loss")
@@ -230,6 +237,24 @@ class Variant(_Strict):
         None, description="aligned layers; None: the suite's train.layers"
     )
     loss: str = Field("cosine", description="alignment loss")
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainConfig fields of this variant only, over the suite's and its method's "
+        "train (e.g. evidence: facs)",
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _variant_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in (*_VARIANT_FIELDS, *_CELL_FIELDS):
+            if key in value:
+                where = (
+                    f"the variant itself ({key}: …)"
+                    if key in _VARIANT_FIELDS
+                    else "the suite (data, models, methods, seeds)"
+                )
+                raise ValueError(f"{key!r} is set by {where}, not by the variant's train")
+        return value
 
 
 class Evaluation(_Strict):
@@ -476,11 +501,14 @@ class Suite(_Strict):
         """The resolved suite as JSON-ready data (``suite.json``, the manifest, the hash).
 
         The fields of :data:`_LATER` (``explainer_layers``, ``protocol``,
-        ``aggregation.empty_class``, ``methods``, ``pretrained``, ``evidence``) are left out
-        while they hold their default, so suites written before they existed keep their hash,
-        their default run folder and their resumable runs.
+        ``aggregation.empty_class``, ``methods``, ``pretrained``, ``evidence``) and a
+        variant's ``train`` are left out while they hold their default, so suites written
+        before they existed keep their hash, their default run folder and their resumable runs.
         """
         data = self.model_dump(mode="json")
+        for variant in data["variants"]:
+            if not variant["train"]:
+                del variant["train"]
         for path in _LATER:
             *parents, key = path.split(".")
             holder, owner = data, self
@@ -500,11 +528,12 @@ class Suite(_Strict):
     ) -> TrainConfig:
         """The training config of (model, variant, seed) trained by ``method`` (default
         ``cam``): the suite's data and ``train`` settings, the method entry's ``train`` on top,
-        then the variant's alignment settings, and weights from ``pretrained`` where neither
-        ``train`` gives them."""
+        then the variant's ``train`` and alignment settings, and weights from ``pretrained``
+        where no ``train`` gives them."""
         values = {"data": self.data, **self.train, "model": model, "seed": seed}
         if method is not None:
             values.update(method.train, method=method.name)
+        values.update(variant.train)
         values.update(guided=variant.guided, loss=variant.loss)
         if variant.guided:
             values["lam"] = variant.lam

@@ -6,6 +6,7 @@ import os
 
 import pandas as pd
 
+from aubench.bench.evaluate import EVIDENCE_SUFFIX
 from aubench.bench.results import CLASSIFIER, per_image_file, read_manifest, read_results
 from aubench.metrics import derived_column
 
@@ -42,30 +43,46 @@ def headline(run: str | os.PathLike, max_metrics: int = 3) -> str:
     return "\n".join([first, "macro over non-neutral classes:", *rows, *_unscored(run, table)])
 
 
-#: What to do when every image of a cell was excluded, by reason.
+#: What to do when every image of a cell was excluded, by reason (``no-present-aus`` and
+#: ``no-region-aus``: the reasons of the evidence maps, per-image AU evidence only).
 ADVICE = {
     "no-landmarks": "landmarks failed or are missing: compute them with `aubench landmarks`",
     "no-aus": "neutral faces have no AU heatmap",
     "outside": "every face's AU regions fall outside the image: check the crop and landmarks",
+    "no-present-aus": "no image shows an AU of the evidence (not coded, or not matched): check "
+    "that the evidence's keys fit the images (no_evidence and unmatched in "
+    "cells/<cell>.evidence.json)",
+    "no-region-aus": "the AUs the images show have no region in aubench (AU45, …; "
+    "unregioned_aus in cells/<cell>.evidence.json)",
 }
 
 
 def _unscored(run: str | os.PathLike, table: pd.DataFrame) -> list[str]:
     """One line per (model, variant, seed) whose map metrics scored no image, saying which
-    reasons excluded its images (from its per-image table), instead of a bare ``nan``."""
+    reasons excluded its images (from its per-image table), instead of a bare ``nan``; and
+    likewise per cell whose metrics against per-image AU evidence (``<metric>@evidence``)
+    scored none, with the evidence maps' reasons."""
     scored = table[(table.method != CLASSIFIER) & (table["class"] == "all")]
-    cells = scored.groupby(["model", "variant", "seed", "split"], sort=False).n.max()
+    evidence = scored.metric.str.endswith(EVIDENCE_SUFFIX).rename("evidence")
+    cells = scored.groupby(["model", "variant", "seed", "split", evidence], sort=False).n.max()
     lines = []
-    for (model, variant, seed, split), n in cells.items():
+    for (model, variant, seed, split, against), n in cells.items():
         if n > 0:
             continue
         images = pd.read_parquet(per_image_file(run, model, variant, seed, split))
-        reasons = images[images.metric == "pred"].reason.value_counts()
+        if against:  # one producer's rows of one metric: the evidence maps' reasons
+            rows = images[images.metric.str.endswith(EVIDENCE_SUFFIX)]
+            first = rows.iloc[0]
+            rows = rows[(rows.metric == first.metric) & (rows.method == first.method)]
+        else:
+            rows = images[images.metric == "pred"]
+        reasons = rows.reason.value_counts()
         shown = ", ".join(f"{reason} {count}" for reason, count in reasons.items())
         advice = "; ".join(ADVICE[r] for r in reasons.index if r in ADVICE)
+        what = " against its AU evidence" if against else ""
         lines.append(
-            f"{model} {variant} (seed {seed}): no {split} image was scored, every one of the "
-            f"{int(reasons.sum())} was excluded ({shown})" + (f": {advice}" if advice else "")
+            f"{model} {variant} (seed {seed}): no {split} image was scored{what}, every one of "
+            f"the {int(reasons.sum())} was excluded ({shown})" + (f": {advice}" if advice else "")
         )
     return lines
 

@@ -255,8 +255,9 @@ def prototype_agreement(
     prototype = torch.zeros(len(table), len(aus), dtype=torch.bool)
     prototype[:, [k for k, _ in drawn]] = table[:, [j for _, j in drawn]]
     expected = prototype[label_ids]
-    union = (present | expected).sum(1)
-    jaccard = torch.where(union > 0, (present & expected).sum(1) / union.clamp_min(1), 1.0)
+    union = (present | expected).sum(1).double()
+    overlap = (present & expected).sum(1).double()
+    jaccard = torch.where(union > 0, overlap / union.clamp_min(1), 1.0)  # float64: 2/3 exactly
     classes = len(table)
     n = torch.bincount(label_ids, minlength=classes)
     exact = torch.bincount(label_ids, (present == expected).all(1).double(), minlength=classes)

@@ -2,10 +2,10 @@
 
 Layout of the output folder (default ``RUN/report``)::
 
-    tables/<name>.tex      booktabs tables (main, layers, lambda, ablation, per_au, sanity,
-                           metrics_<cat>)
-    figures/<name>.png|pdf samples_<model> (a run of several methods: samples), layers, metrics,
-                           per_au, lambda, sanity, confusion
+    tables/<name>.tex      booktabs tables (main, evidence, agreement, layers, lambda,
+                           ablation, per_au, sanity, metrics_<cat>)
+    figures/<name>.png|pdf samples_<model> (a run of several methods: samples), agreement,
+                           layers, metrics, per_au, lambda, sanity, confusion
     report.md              run facts, the tables as Markdown, the figures, notes
 
 Only the results store is read (results, per_image, samples, manifest); every file is written
@@ -15,6 +15,7 @@ produce (other variants or metrics) are removed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from aubench.io import write_atomic
 from aubench.report import figures as fig
 from aubench.report.latex import PACKAGES, render_latex
 from aubench.report.markdown import render_report
-from aubench.report.runs import RunData
+from aubench.report.runs import CODEBOOK, RunData
 from aubench.report.stats import EXACT_MAX_PAIRS, RESAMPLES
 from aubench.report.tables import DEFAULT_PROTOCOL, choose_metrics, report_tables, run_protocol
 
@@ -75,6 +76,7 @@ def write_report(
             for model in data.models
         ]
     drawn += [
+        ("AUs each class shows vs its prototype", "agreement", fig.agreement_figure(data)),
         ("Scores per layer", "layers", fig.layer_curves(data, chosen)),
         ("Accuracy and metrics per method", "metrics", fig.metric_bars(data, chosen)),
         ("Per-AU energy share", "per_au", fig.per_au_bars(data)),
@@ -127,6 +129,7 @@ def _notes(run: RunData) -> list[str]:
     if run.baseline is None:
         notes.append("No unguided variant is shown: no paired tests.")
     notes += _protocol_notes(run)
+    notes += _evidence_notes(run)
     for model in run.models:
         for variant in run.variants:
             path = sample_file(run.path, model, variant, run.seeds[0])
@@ -168,6 +171,59 @@ def _protocol_notes(run: RunData) -> list[str]:
             f"(aggregation.empty_class, the reference code's convention): {shown}."
         )
     return notes
+
+
+def _evidence_notes(run: RunData) -> list[str]:
+    """What the per-image AU evidence of a run scored against it was, per group of cells that
+    found the same counts (:attr:`RunData.evidence_cells`): images scored and without evidence,
+    evidence maps invalid by reason, AUs without a region, evidence keys that fit no image (or
+    several) and rows its reader skipped, by reason."""
+    if run.evidence == CODEBOOK:
+        return []
+    groups: dict[str, list[str]] = {}
+    for key, found in run.evidence_cells.items():
+        counts = {k: v for k, v in found.items() if k not in ("codebook", "agreement")}
+        groups.setdefault(json.dumps(counts, sort_keys=True), []).append(key)
+    source = ", ".join(
+        dict.fromkeys(str(f.get("source", "?")) for f in run.evidence_cells.values())
+    )
+    notes = [
+        f"Per-image AU evidence `{run.evidence}` (source: {source or '?'}): the `@evidence` "
+        "scores compare the same maps with the heatmap of the AUs each image shows, over the "
+        "images whose evidence map is valid."
+    ]
+    for text, cells in groups.items():
+        found = json.loads(text)
+        where = "every cell" if len(groups) == 1 else "cells " + ", ".join(cells)
+        examples = found.get("unmatched_examples") or {}
+        unmatched = {
+            reason: f"{count} (e.g. {', '.join(examples[reason][:2])})"
+            if examples.get(reason)
+            else count
+            for reason, count in (found.get("unmatched") or {}).items()
+        }
+        parts = [
+            f"{found.get('images', '?')} images scored",
+            f"{found.get('no_evidence', 0)} without evidence",
+            f"evidence maps invalid: {_counts(found.get('invalid'), hyphens=True)}",
+            f"AUs without a region (images showing them; not drawn): "
+            f"{_counts(found.get('unregioned_aus'))}",
+            f"evidence keys fitting no image or several: {_counts(unmatched)}",
+            f"rows the reader skipped: {_counts(found.get('skipped_rows'))}",
+        ]
+        notes.append(f"Evidence, {where}: " + "; ".join(parts) + ".")
+    return notes
+
+
+def _counts(counts: dict | None, hyphens: bool = False) -> str:
+    """``reason count, …`` of a reason → count mapping (``none`` when empty); ``hyphens``:
+    reasons spelled as the per-image tables spell them (``no-present-aus``)."""
+    if not counts:
+        return "none"
+    return ", ".join(
+        f"{reason.replace('_', '-') if hyphens else reason} {count}"
+        for reason, count in counts.items()
+    )
 
 
 def _slug(name: str) -> str:

@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from aubench.bench.results import CLASSIFIER, read_samples, sample_file
 from aubench.faces.codebook import EXPRESSIONS
@@ -41,6 +42,11 @@ TILE = 0.62
 TILE_PIXELS = 128
 #: The grey of a tile whose face or map the samples lack.
 MISSING = 0.88
+#: The samples' array of per-image AU evidence heatmaps (runs scored against evidence).
+EVIDENCE_HEATMAPS = "evidence_heatmaps"
+#: Colour map of the agreement figure's shares, and the colour outlining prototype AUs.
+SHARE_CMAP = "Blues"
+PROTOTYPE_EDGE = "#d62728"
 
 
 def save_figure(figure: Figure, stem: str | os.PathLike) -> list[Path]:
@@ -67,15 +73,17 @@ def sample_grid(
 
     One panel per variant, side by side, titled with its label. In each panel a column is a
     face (``per_class`` faces of each class, by class, named above) and the rows are the face,
-    its AU heatmap, then one row per producer: each method with maps in the samples of each of
-    ``models`` (rows grouped by model), at its last layer there (in the run's layer order),
-    methods in the run's order, then (apart) the controls; a small second line names the row's
-    model (several models) and layer (when they differ). A column compares every producer on
-    one face; the same column of the next panel shows the same face (matched by id) under the
-    next variant. Maps and heatmaps share one colour scale (:func:`~aubench.faces.overlay.
-    overlay_heatmap`'s jet over [0, 1], the colour bar) over the face in grey; a light grey
-    tile is a face or map the samples lack. Every face and map is resampled (nearest pixel) to
-    the first file's face size, shrunk to at most :data:`TILE_PIXELS` a side.
+    its AU heatmap, its AU evidence's heatmap (a run scored against per-image evidence: the
+    samples' ``evidence_heatmaps``), then one row per producer: each method with maps in the
+    samples of each of ``models`` (rows grouped by model), at its last layer there (in the
+    run's layer order), methods in the run's order, then (apart) the controls; a small second
+    line names the row's model (several models) and layer (when they differ). A column
+    compares every producer on one face; the same column of the next panel shows the same face
+    (matched by id) under the next variant. Maps and heatmaps share one colour scale
+    (:func:`~aubench.faces.overlay.overlay_heatmap`'s jet over [0, 1], the colour bar) over the
+    face in grey; a light grey tile is a face or map the samples lack. Every face and map is
+    resampled (nearest pixel) to the first file's face size, shrunk to at most
+    :data:`TILE_PIXELS` a side.
 
     Args:
         run: the run's results.
@@ -110,11 +118,20 @@ def sample_grid(
     shrink = min(1.0, TILE_PIXELS / max(face_h, face_w))
     size = (round(face_h * shrink), round(face_w * shrink))
     faces = _resample(reference["images"][picks], size)
-    heatmaps = _resample(reference["heatmaps"][picks].astype(np.float32), size)
-    header = [faces / 255.0, overlay_heatmap(faces, heatmaps, grey=True)]
+    header, names, details = [faces / 255.0], ["face"], [""]
+    for key, name, detail in (
+        ("heatmaps", "AU heatmap", ""),
+        (EVIDENCE_HEATMAPS, "AU evidence", run.evidence),
+    ):
+        if key in reference:  # the evidence's heatmaps: in runs scored against evidence
+            maps = _resample(reference[key][picks].astype(np.float32), size)
+            header.append(overlay_heatmap(faces, maps, grey=True))
+            names.append(name)
+            details.append(detail)
     gap = max(1, size[0] // 24)
     groups = [(model, is_control(method)) for model, method, _ in producers]
-    breaks = {2} | {2 + k for k in range(1, len(groups)) if groups[k] != groups[k - 1]}
+    first = len(header)
+    breaks = {first} | {first + k for k in range(1, len(groups)) if groups[k] != groups[k - 1]}
     panels, tops = [], []
     for variant in variants:
         rows = [
@@ -126,8 +143,8 @@ def sample_grid(
     # geometry in inches: a tile is TILE wide; room on the left for the row names
     scale = TILE / size[1]
     panel_w, panel_h = panels[0].shape[1] * scale, panels[0].shape[0] * scale
-    names = ["face", "AU heatmap", *(method for _, method, _ in producers)]
-    details = ["", "", *_row_details(producers, several_models=len(models) > 1)]
+    names += [method for _, method, _ in producers]
+    details += _row_details(producers, several_models=len(models) > 1)
     left = 0.25 + max(0.075 * len(n) for n in names)
     left = max(left, 0.25 + max(0.062 * len(d) for d in details))
     top, bottom, between = 0.75, 0.6, 0.3
@@ -412,6 +429,68 @@ def confusion_figure(run: RunData) -> Figure | None:
             ax.set_xlabel("predicted", fontsize=7)
             ax.set_ylabel("true", fontsize=7)
             ax.set_title(f"{model}, {run.labels[variant]}", fontsize=8)
+    return figure
+
+
+def agreement_figure(run: RunData) -> Figure | None:
+    """Which AUs each class really shows: per class (rows) and AU (columns) the share of the
+    class's images whose evidence shows the AU, its prototype's AUs in the codebook outlined,
+    each row's exact-match share and mean Jaccard on its right; one panel per
+    :class:`~aubench.report.runs.Agreement` of the run. None without per-image evidence."""
+    agreements = run.agreements
+    if not agreements:
+        return None
+    columns = max(len(a.aus) for a in agreements)
+    rows = [len(a.classes) for a in agreements]
+    left, right, cell = 1.55, 1.25, 0.34  # inches
+    width = left + columns * cell + right
+    height = sum(rows) * cell + len(agreements) * 0.75 + 1.1
+    figure = Figure(figsize=(width, height))
+    top = height - 0.35
+    for agreement, count in zip(agreements, rows, strict=True):
+        aus = agreement.aus
+        shares = np.array([[c.frequency.get(au, 0.0) for au in aus] for c in agreement.classes])
+        panel_h = count * cell
+        top -= 0.4  # the panel's title and AU labels
+        box = (left / width, (top - panel_h) / height, len(aus) * cell / width, panel_h / height)
+        ax = figure.add_axes(box)
+        ax.imshow(shares, cmap=SHARE_CMAP, vmin=0, vmax=1, aspect="auto")
+        for (i, j), share in np.ndenumerate(shares):
+            outlined = aus[j] in agreement.classes[i].prototype
+            if outlined:
+                ax.add_patch(
+                    Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.8, ec=PROTOTYPE_EDGE)
+                )
+            if share > 0 or outlined:
+                colour = "white" if share > 0.6 else "black"
+                text = f"{share:.2f}".removeprefix("0") if 0 < share < 1 else f"{share:g}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=6, color=colour)
+        ax.set_xticks(range(len(aus)), [f"AU{au}" for au in aus], rotation=90, fontsize=7)
+        ax.xaxis.tick_top()
+        labels = [f"{c.name} (n={c.n})" for c in agreement.classes]
+        ax.set_yticks(range(len(labels)), labels, fontsize=7.5)
+        ax.tick_params(length=0)
+        for i, c in enumerate(agreement.classes):
+            summary = f"{c.exact_share:.2f}   {c.jaccard:.2f}"
+            ax.text(len(aus) - 0.2, i, summary, ha="left", va="center", fontsize=7)
+        ax.text(len(aus) - 0.2, -0.75, "exact  Jaccard", ha="left", va="bottom", fontsize=6.5)
+        if len(agreements) > 1:
+            named = f"codebook {agreement.codebook}: {', '.join(agreement.cells)}"
+            ax.set_title(named, fontsize=7, pad=30)
+        top -= panel_h + 0.35
+    bar_w = min(3.0, columns * cell)
+    bar = figure.add_axes((left / width, 0.55 / height, bar_w / width, 0.1 / height))
+    figure.colorbar(ScalarMappable(Normalize(0, 1), SHARE_CMAP), cax=bar, orientation="horizontal")
+    bar.tick_params(labelsize=6.5)
+    bar.set_xlabel("share of the class's images showing the AU", fontsize=7)
+    codebooks = ", ".join(dict.fromkeys(a.codebook for a in agreements))
+    figure.suptitle(
+        f"AUs each class shows (evidence {run.evidence}); outlined: its prototype in codebook "
+        f"{codebooks}",
+        y=1 - 0.08 / height,
+        va="top",
+        fontsize=9,
+    )
     return figure
 
 

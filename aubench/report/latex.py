@@ -9,7 +9,9 @@ needs only ``\\usepackage{booktabs}`` (:data:`PACKAGES`) and compiles with pdfla
 
 from __future__ import annotations
 
-from aubench.report.tables import CellText, Table
+from collections.abc import Sequence
+
+from aubench.report.tables import CellText, Table, TextTable
 
 #: What a document needs in its preamble to \\input the tables.
 PACKAGES = ("booktabs",)
@@ -35,27 +37,25 @@ _ESCAPES = {
     "†": r"$^{\dagger}$",
     "‡": r"$^{\ddagger}$",
     "–": "--",
+    "∩": r"$\cap$",
+    "∪": r"$\cup$",
+    "\u00a0": "~",
 }
 
 
 def escape(text: str) -> str:
     """``text`` with LaTeX's special characters escaped (``grad_cam`` → ``grad\\_cam``) and the
-    tables' Unicode symbols (↑ ↓ λ ± † ‡ –) written as LaTeX."""
+    tables' Unicode symbols (↑ ↓ λ ± † ‡ – ∩ ∪, the no-break space) written as LaTeX."""
     return "".join(_ESCAPES.get(c, c) for c in str(text))
 
 
-def render_latex(table: Table, ci: bool = False) -> str:
+def render_latex(table: Table | TextTable, ci: bool = False) -> str:
     """The ``table`` float of ``table`` (``ci``: show the CI bounds), ending in a newline."""
+    if isinstance(table, TextTable):
+        return _render_text(table)
     stub = len(table.row_names)
     columns = table.columns
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{escape(table.title)}}}",
-        rf"\label{{tab:aubench-{table.name.replace('_', '-')}}}",
-        rf"\begin{{tabular}}{{{'l' * stub}{'c' * len(columns)}}}",
-        r"\toprule",
-    ]
+    lines = _opening(table.name, table.title, "l" * stub + "c" * len(columns))
     spans = _spans([group for group, _ in columns])
     top = [""] * stub + [
         rf"\multicolumn{{{width}}}{{c}}{{{escape(group)}}}" for group, width in spans
@@ -74,12 +74,51 @@ def render_latex(table: Table, ci: bool = False) -> str:
         if table.rule_before(i):
             lines.append(r"\midrule")
         lines.append(" & ".join([escape(x) for x in labels] + [_cell(c) for c in cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    notes = table.notes(ci)
+    return _closing(lines, table.notes(ci))
+
+
+def _opening(name: str, title: str, align: str, small: bool = False) -> list[str]:
+    """A table float's lines up to its top rule: caption, label, tabular of ``align``
+    (``small``: the tabular and notes in ``\\small`` type)."""
+    return [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{escape(title)}}}",
+        rf"\label{{tab:aubench-{name.replace('_', '-')}}}",
+        *([r"\small"] if small else []),
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+    ]
+
+
+def _closing(lines: list[str], notes: Sequence[str]) -> str:
+    """``lines`` closed: bottom rule, the footnotes ``notes``, end of the float, a newline."""
+    lines = [*lines, r"\bottomrule", r"\end{tabular}"]
     if notes:
         lines += [r"\par\smallskip", r"{\footnotesize " + " ".join(map(escape, notes)) + r"\par}"]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
+
+
+def _render_text(table: TextTable) -> str:
+    """The ``table`` float of a :class:`TextTable` in ``\\small`` type (its wrapped columns fit
+    a page): one header row, emphasised spans in bold, wrapped (``p{…}``) columns ragged right
+    (rows end in ``\\tabularnewline``, which ``\\raggedright`` leaves alone)."""
+    lines = _opening(table.name, table.title, "".join(table.align), small=True)
+    ragged = [r"\raggedright " if a.startswith("p") else "" for a in table.align]
+    lines += [" & ".join(escape(name) for name in table.header) + r" \tabularnewline", r"\midrule"]
+    for i, row in enumerate(table.rows):
+        if i in table.rules:
+            lines.append(r"\midrule")
+        cells = [
+            start
+            + "".join(
+                rf"\textbf{{{escape(text)}}}" if bold else escape(text) for text, bold in cell
+            )
+            for start, cell in zip(ragged, row, strict=True)
+        ]
+        lines.append(" & ".join(cells) + r" \tabularnewline")
+    return _closing(lines, table.notes)
 
 
 def _spans(groups: list[str]) -> list[tuple[str, int]]:

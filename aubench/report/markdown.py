@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aubench.report.runs import RunData
-from aubench.report.tables import DEFAULT_PROTOCOL, CellText, Table, run_protocol
+from aubench.report.runs import CODEBOOK, RunData
+from aubench.report.tables import DEFAULT_PROTOCOL, CellText, Table, TextTable, run_protocol
 
 _ESCAPES = {c: "\\" + c for c in "\\`*_|[]<>"}
 
@@ -17,9 +17,11 @@ def escape(text: str) -> str:
     return "".join(_ESCAPES.get(c, c) for c in str(text))
 
 
-def render_markdown(table: Table, ci: bool = False) -> str:
+def render_markdown(table: Table | TextTable, ci: bool = False) -> str:
     """``table`` as a pipe table (one header row: group and sub-header joined) followed by its
     notes, ending in a newline."""
+    if isinstance(table, TextTable):
+        return _render_text(table)
     header = [escape(n) for n in table.row_names]
     header += [escape(f"{group} {sub}".strip()) for group, sub in table.columns]
     lines = [
@@ -57,16 +59,26 @@ def render_report(
         ("models", ", ".join(run.models)),
         ("git commit", str(manifest.get("git_commit") or manifest.get("commit") or "")),
         ("evaluation protocol", "" if run_protocol(run) == DEFAULT_PROTOCOL else run_protocol(run)),
+        ("per-image AU evidence", "" if run.evidence == CODEBOOK else run.evidence),
     ]
     lines = [f"# aubench report: {escape(run.path.name)}", ""]
     lines += [f"- {name}: {escape(value)}" for name, value in facts if value]
-    lines += ["", "| variant | guided | λ | aligned layers | loss |", "|:--|:-:|:-:|:--|:--|"]
+    # which AUs the guided variants' heatmaps were drawn from, when one was not the codebook
+    aligned = any(v.guided and v.evidence != CODEBOOK for v in run.variants.values())
+    lines += [
+        "",
+        "| variant | guided | λ | aligned layers | loss |" + (" aligned with |" if aligned else ""),
+        "|:--|:-:|:-:|:--|:--|" + (":--|" if aligned else ""),
+    ]
     for variant in run.variants.values():
         layers = ", ".join(variant.layers) or "–"
-        lines.append(
+        line = (
             f"| {escape(variant.name)} | {'yes' if variant.guided else 'no'} | {variant.lam:g} "
             f"| {escape(layers)} | {escape(variant.loss) or '–'} |"
         )
+        if aligned:
+            line += f" {escape(variant.evidence) if variant.guided else '–'} |"
+        lines.append(line)
     if run.trained:  # how each model was trained; its guided variants align its own layers
         lines += ["", "| model | method | backbone | own map at | aligned layers (guided) |"]
         lines.append("|:--|:--|:--|:--|:--|")
@@ -87,6 +99,26 @@ def render_report(
             lines += [f"![{escape(caption)}]({png.as_posix()})", "", f"[PDF]({pdf})", ""]
     if notes:
         lines += ["## Notes", "", *(f"- {note}" for note in notes)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_text(table: TextTable) -> str:
+    """A :class:`TextTable` as a pipe table (emphasised spans in bold) and its notes."""
+    alignment = {"c": ":-:", "r": "--:"}  # else (l, p{…}) left
+    lines = [
+        f"**{escape(table.title)}**",
+        "",
+        "| " + " | ".join(escape(name) for name in table.header) + " |",
+        "|" + "|".join(alignment.get(a, ":--") for a in table.align) + "|",
+    ]
+    for row in table.rows:
+        cells = [
+            "".join(f"**{escape(text)}**" if bold else escape(text) for text, bold in cell)
+            for cell in row
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if table.notes:
+        lines += ["", *(escape(note) + "  " for note in table.notes)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -20,11 +20,18 @@ Conventions on top of :mod:`aubench.bench.results`:
 - ``manifest["methods"]`` (suites that train more than CAM) = ``{model: {"method", "model",
   "block", "explainer", "layer", "class_agnostic", "aligned"}}``: how each model of the results
   was trained
-  (:class:`TrainedMethod`); the method tables then show one row per method in the paper's order.
+  (:class:`TrainedMethod`); the method tables then show one row per method in the paper's order;
+- ``manifest["evidence"]`` (runs scored against per-image AU evidence too) = ``{"evidence",
+  "cells": {cell: counts}}``; a metric scored against the evidence heatmaps is named
+  ``<metric>@evidence`` (:data:`EVIDENCE_SUFFIX`), and each cell's
+  ``cells/<model>__<variant>__<seed>__<split>.evidence.json`` adds its classes' agreement with
+  their prototypes (:attr:`RunData.evidence_cells`, :attr:`RunData.agreements`); a variant's
+  ``train.evidence`` in the manifest's suite says what its guided training aligned with.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +49,7 @@ from aubench.bench.results import (
     read_per_image,
     read_results,
 )
+from aubench.faces.codebook import EXPRESSIONS
 from aubench.metrics import ACCURACY as ACCURACY_COLUMN
 from aubench.metrics import derived_column
 from aubench.report.stats import paired_tests, seed_summary
@@ -52,6 +60,11 @@ CONTROL_PREFIX = "control:"
 CELL_KEY = ["model", "variant", "method", "layer", "metric"]
 #: The numbers a headline cell carries.
 CELL_NUMBERS = ("value", "ci_low", "ci_high", "spread")
+#: The suffix of a metric scored against per-image AU evidence (``cosine@evidence``), as
+#: :data:`aubench.bench.evaluate.EVIDENCE_SUFFIX` names it.
+EVIDENCE_SUFFIX = "@evidence"
+#: The ``evidence`` setting of heatmaps drawn from the codebook alone (no per-image evidence).
+CODEBOOK = "codebook"
 
 
 @dataclass(frozen=True)
@@ -100,18 +113,58 @@ class TrainedMethod:
 
 @dataclass(frozen=True)
 class Variant:
-    """One trained variant of a suite (``manifest["variants"][name]``)."""
+    """One trained variant of a suite (``manifest["variants"][name]``); ``evidence``: the AUs
+    its heatmaps were drawn from in training (the suite's ``train.evidence``, or the variant's
+    own ``train.evidence``)."""
 
     name: str
     guided: bool
     lam: float
     layers: tuple[str, ...]
     loss: str
+    evidence: str = CODEBOOK
 
     @property
     def group(self) -> str:
         """The paper's column group: ``w/ AU`` for guided variants, else ``w/o AU``."""
         return "w/ AU" if self.guided else "w/o AU"
+
+
+@dataclass(frozen=True)
+class ClassAgreement:
+    """How the AUs one class's images show agree with the class's prototype
+    (:func:`aubench.faces.evidence.prototype_agreement`): of its ``n`` images, ``exact`` show
+    exactly the ``prototype`` AUs, ``jaccard`` is the mean Jaccard index of an image's AUs
+    with the prototype, ``frequency`` maps each AU shown or in the prototype to the share of
+    the images showing it."""
+
+    name: str
+    n: int
+    prototype: tuple[int, ...]
+    exact: int
+    jaccard: float
+    frequency: dict[int, float]
+
+    @property
+    def exact_share(self) -> float:
+        """``exact / n``: the share of the class's images showing exactly its prototype."""
+        return self.exact / self.n
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The codebook–evidence agreement of one or more cells that found the same (the same
+    images, evidence and ``codebook``; usually every cell of a run): their ``cells`` keys and
+    each class's :class:`ClassAgreement`, in the canonical class order."""
+
+    cells: tuple[str, ...]
+    codebook: str
+    classes: tuple[ClassAgreement, ...]
+
+    @property
+    def aus(self) -> list[int]:
+        """Every AU some class shows or has in its prototype, by number."""
+        return sorted({au for c in self.classes for au in c.frequency})
 
 
 def is_control(method: str) -> bool:
@@ -387,6 +440,49 @@ class RunData:
         """:func:`control_flags` of the seed-averaged :attr:`summary`."""
         return control_flags(self.summary, self.manifest.get("metrics") or {})
 
+    @property
+    def evidence(self) -> str:
+        """The per-image AU evidence the maps were also scored against (the manifest's
+        ``evidence``: ``facs``, ``detector:PATH``, …); :data:`CODEBOOK` when none."""
+        return str((self.manifest.get("evidence") or {}).get("evidence", CODEBOOK))
+
+    @cached_property
+    def evidence_cells(self) -> dict[str, dict[str, Any]]:
+        """Cell key → what its per-image AU evidence was, for each (model, variant, seed) shown
+        on :attr:`split`: ``cells/<cell>.evidence.json`` (counts, ``codebook`` and
+        ``agreement``; :func:`aubench.bench.evaluate.evidence_summary`), or the manifest's
+        counts alone where that file is absent; empty without evidence."""
+        if self.evidence == CODEBOOK:
+            return {}
+        counts = self.manifest["evidence"].get("cells") or {}
+        out = {}
+        shown = self.results[["model", "variant", "seed"]].drop_duplicates()
+        for model, variant, seed in shown.itertuples(index=False, name=None):
+            key = f"{model}__{variant}__{seed}__{self.split}"
+            path = self.path / "cells" / f"{key}.evidence.json"
+            if path.is_file():
+                try:
+                    out[key] = json.loads(path.read_text())
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}: not valid JSON ({err})") from None
+            elif key in counts:
+                out[key] = dict(counts[key])
+        return out
+
+    @cached_property
+    def agreements(self) -> list[Agreement]:
+        """The codebook–evidence agreement of the cells of :attr:`evidence_cells` that have one,
+        cells that found the same grouped, in order of first appearance; empty without
+        evidence."""
+        groups: dict[str, list[str]] = {}
+        for key, found in self.evidence_cells.items():
+            if "agreement" in found:
+                same = json.dumps([found.get("codebook"), found["agreement"]], sort_keys=True)
+                groups.setdefault(same, []).append(key)
+        return [
+            _agreement(self.path, keys, self.evidence_cells[keys[0]]) for keys in groups.values()
+        ]
+
     def sweeps(self) -> dict[str, list[str]]:
         """Guided variants forming a sweep: ``"lambda"`` → variants differing only in λ (sorted
         by λ), ``"layers"`` → variants differing only in their aligned layers (shown order);
@@ -406,6 +502,30 @@ class RunData:
                     best = sorted(best, key=lambda v: v.lam)
                 found[kind] = [v.name for v in best]
         return found
+
+
+def _agreement(run: Path, cells: list[str], found: Mapping[str, Any]) -> Agreement:
+    """The :class:`Agreement` of ``cells`` from the evidence summary ``found`` of the first
+    (``ValueError`` naming its file when malformed)."""
+    try:
+        classes = [
+            ClassAgreement(
+                name,
+                int(entry["n"]),
+                tuple(int(au) for au in entry["prototype"]),
+                int(entry["exact"]),
+                float(entry["jaccard"]),
+                {int(au): float(share) for au, share in entry["au_frequency"].items()},
+            )
+            for name, entry in found["agreement"].items()
+        ]
+        codebook = str(found["codebook"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        path = run / "cells" / f"{cells[0]}.evidence.json"
+        raise ValueError(f"{path}: agreement is malformed ({err!r})") from None
+    order = {name: k for k, name in enumerate(EXPRESSIONS)}
+    classes.sort(key=lambda c: order.get(c.name, len(order)))
+    return Agreement(tuple(cells), codebook, tuple(classes))
 
 
 def _choose_split(table: pd.DataFrame, split: str | None, run: Path) -> str:
@@ -435,13 +555,19 @@ def _variants(
         raise ValueError(
             f"{run} has no results for variants {unknown or names} (it has {sorted(present)})"
         )
+    suite = manifest.get("suite") or {}
+    trained = suite.get("train") or {}
+    own = {v.get("name"): v.get("train") or {} for v in suite.get("variants") or ()}
     variants = {}
     for name in names:
         entry = declared[name]
         try:
             layers = tuple(entry.get("layers") or ())
             guided, lam = bool(entry["guided"]), float(entry.get("lam", 0.0))
-            variants[name] = Variant(name, guided, lam, layers, str(entry.get("loss") or ""))
+            settings = {**trained, **own.get(name, {})}
+            evidence = str(settings.get("evidence", CODEBOOK))
+            loss = str(entry.get("loss") or "")
+            variants[name] = Variant(name, guided, lam, layers, loss, evidence)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(
                 f"{run / 'manifest.json'}: variant {name!r} is malformed ({err!r})"

@@ -11,7 +11,12 @@ Tables (file stems in brackets):
 - per-layer scores, methods × layers × variants (``layers``);
 - sweeps, variants × {accuracy, metric × method}: λ (``lambda``; the paper's Fig. 5 as a table)
   and aligned layers (``ablation``; the paper's Table 3);
-- per-AU energy shares, methods × variants × AUs (``per_au``).
+- per-AU energy shares, methods × variants × AUs (``per_au``);
+- in a run scored against per-image AU evidence too (``manifest["evidence"]``): each method's
+  headline metrics against the codebook's heatmaps and against the evidence's, side by side
+  per variant (``evidence``), and each class's codebook–evidence agreement (``agreement``, a
+  :class:`TextTable`): how often its images show exactly its prototype's AUs, and which AUs
+  they really show.
 
 Every cell is a seed-averaged headline value (:attr:`RunData.summary`) with its CI, the seeds'
 spread, the Holm-adjusted p-value of the paired test against the baseline (guided variants only;
@@ -34,6 +39,8 @@ from aubench.report.runs import (
     ACCURACY,
     CELL_KEY,
     CELL_NUMBERS,
+    CODEBOOK,
+    EVIDENCE_SUFFIX,
     MetricInfo,
     RunData,
     is_control,
@@ -66,6 +73,9 @@ PAPER_ROWS = {
 CLASS_AGNOSTIC_MARK = "‡"
 #: The evaluation protocol of a run whose manifest names none: aubench's own.
 DEFAULT_PROTOCOL = "aubench"
+#: The most AUs the agreement table lists per class besides its prototype's (most frequent
+#: first; the rest are counted).
+SHOWN_AUS = 8
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,29 @@ class Table:
         return notes + list(self.remarks)
 
 
+#: A run of text in a :class:`TextTable` cell: (text, emphasised).
+Span = tuple[str, bool]
+#: A space no line breaks at (an AU and its share stay together: ``~`` in LaTeX).
+NBSP = "\u00a0"
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A table of formatted text, nothing ranked or tested (the agreement table): ``header``
+    names each column, ``align`` its LaTeX column type (``l``, ``c``, ``r``, or a wrapped
+    ``p{width}``, left-aligned in Markdown), each row holds one cell per column, a cell being
+    spans of text, some emphasised (bold); ``rules`` are the rows with a rule above them (a new
+    block), ``notes`` the footnotes."""
+
+    name: str
+    title: str
+    header: tuple[str, ...]
+    align: tuple[str, ...]
+    rows: tuple[tuple[tuple[Span, ...], ...], ...]
+    notes: tuple[str, ...] = ()
+    rules: frozenset[int] = frozenset()
+
+
 class _Spec(NamedTuple):
     row: Row
     column: Column
@@ -276,18 +309,137 @@ def method_table(
     if not specs:
         return None
     table = _assemble(run, name, title, ("Method",), specs, group_levels=levels)
+    return replace(table, remarks=_blank_remarks(rows, specs))
+
+
+def _blank_remarks(rows: Sequence[_MethodRow], specs: Sequence[_Spec]) -> tuple[str, ...]:
+    """The footnote on the class-agnostic methods among ``rows`` that ``specs`` show."""
     shown_rows = {spec.row for spec in specs}
     blanked = [r for r in rows if r.blank and r.row in shown_rows]
     if not blanked:
-        return table
+        return ()
     names = ", ".join(r.row[-1].removesuffix(CLASS_AGNOSTIC_MARK) for r in blanked)
-    remark = (
+    return (
         f"{CLASS_AGNOSTIC_MARK} {names}: – for every map metric (no CAM-COS, as in the paper): "
         "its only map is class-agnostic, one attention map for every class, so there is no "
         "class activation map to score; its scores stay in the results, flagged "
-        "class_agnostic in manifest.json."
+        "class_agnostic in manifest.json.",
     )
-    return replace(table, remarks=(remark,))
+
+
+def evidence_table(run: RunData, metrics: Sequence[str]) -> Table | None:
+    """Methods (then controls; rows as in :func:`method_table`) × each of ``metrics`` the run
+    also scored against per-image AU evidence × variants × {vs codebook, vs evidence}: the same
+    maps' macro score against the label's prototype heatmaps (``<metric>``) and against each
+    image's evidence heatmaps (``<metric>@evidence``, over the images whose evidence map is
+    valid). None without evidence or without such a metric."""
+    if run.evidence == CODEBOOK:
+        return None
+    available = set(run.map_metrics())
+    plain = dict.fromkeys(m.removesuffix(EVIDENCE_SUFFIX) for m in metrics)
+    paired = [m for m in plain if m in available and m + EVIDENCE_SUFFIX in available]
+    if not paired:
+        return None
+    present = _present(run)
+    rows, levels = _paper_rows(run) if run.trained else _model_rows(run)
+    specs = []
+    for row in rows:
+        if not any((row.model, row.method, m) in present for m in paired):
+            continue
+        for metric in paired:
+            for variant in run.variants:
+                group = f"{_header(run.info(metric))} {run.labels[variant]}"
+                for against, name in (("codebook", metric), ("evidence", metric + EVIDENCE_SUFFIX)):
+                    shown = None if row.blank else _key(run, row.model, variant, row.method, name)
+                    column = (group, f"vs {against}")
+                    specs.append(
+                        _Spec(row.row, column, run.info(name), shown, is_control(row.method))
+                    )
+    if not specs:
+        return None
+    title = (
+        f"Alignment of the same maps with the codebook's AU heatmaps (vs codebook) and with "
+        f"each image's AU evidence, {run.evidence} (vs evidence), without and with AU guidance."
+    )
+    remark = (
+        f"vs codebook: against the heatmap of the label's prototype AUs; vs evidence: against "
+        f"the heatmap of the AUs each image shows (evidence {run.evidence}, weighted by "
+        "intensity), over the images whose evidence map is valid."
+    )
+    table = _assemble(run, "evidence", title, ("Method",), specs, group_levels=levels)
+    return replace(table, remarks=(remark, *_blank_remarks(rows, specs)))
+
+
+def agreement_table(run: RunData) -> TextTable | None:
+    """Per class (rows; a block per :class:`~aubench.report.runs.Agreement` when the run's
+    cells found several): its images ``n``, its prototype's AUs in the codebook, the share
+    (and count) of its images showing exactly those AUs, the mean Jaccard index of an image's
+    AUs with them, and the AUs its images show with the share showing each, most frequent
+    first (at most :data:`SHOWN_AUS` besides the prototype's; prototype AUs in bold, shown even
+    when no image shows them). None without per-image evidence."""
+    agreements = run.agreements
+    if not agreements:
+        return None
+    several = len(agreements) > 1
+    codebooks = list(dict.fromkeys(a.codebook for a in agreements))
+    by_codebook = len(codebooks) == len(agreements)  # the codebook tells the blocks apart
+    rows, rules = [], set()
+    for agreement in agreements:
+        if rows:
+            rules.add(len(rows))
+        lead = agreement.codebook if by_codebook else ", ".join(agreement.cells)
+        for k, c in enumerate(agreement.classes):
+            cells: list[tuple[Span, ...]] = [
+                ((c.name, False),),
+                ((str(c.n), False),),
+                ((", ".join(map(str, c.prototype)) or "–", False),),
+                ((f"{c.exact_share:.2f} ({c.exact}/{c.n})", False),),
+                ((f"{c.jaccard:.3f}", False),),
+                _shown_aus(c.frequency, c.prototype),
+            ]
+            if several:  # the block's first row names what found it
+                cells.insert(0, ((lead, False),) if k == 0 else ())
+            rows.append(tuple(cells))
+    header = ("Class", "n", "Prototype AUs", "Exact match", "Jaccard", "AUs shown (share)")
+    align = ("l", "r", r"p{0.16\linewidth}", "c", "c", r"p{0.28\linewidth}")  # fits a page
+    if several:
+        header, align = ("Codebook" if by_codebook else "Cells", *header), ("l", *align)
+    title = (
+        f"Codebook–evidence agreement per class: how the AUs each image shows (evidence "
+        f"{run.evidence}) agree with the class's prototype (codebook {', '.join(codebooks)})."
+    )
+    notes = [
+        "n: the class's scored images. Exact match: the share (count) of its images showing "
+        "exactly the prototype's AUs. Jaccard: the mean over its images of |shown ∩ prototype| "
+        "/ |shown ∪ prototype| (1 when both are empty). AUs shown: the share of its images "
+        f"showing each AU (intensity > 0), most frequent first, at most {SHOWN_AUS} besides "
+        "the prototype's; bold: the prototype's AUs (listed even when no image shows them)."
+    ]
+    missing = max(int(found.get("no_evidence", 0)) for found in run.evidence_cells.values())
+    if missing:
+        notes.append(
+            f"Images without evidence (no row of it matched them; {missing} in a cell, at "
+            "most) count as showing no AU."
+        )
+    return TextTable("agreement", title, header, align, tuple(rows), tuple(notes), frozenset(rules))
+
+
+def _shown_aus(frequency: dict[int, float], prototype: Sequence[int]) -> tuple[Span, ...]:
+    """The spans of an agreement row's "AUs shown" cell: ``AU (share)`` (unbreakable) of the
+    :data:`SHOWN_AUS` most frequent AUs and of every prototype AU, most frequent first (then
+    by number), prototype AUs emphasised, ``+k more`` for the AUs left out; ``–`` for none."""
+    ranked = sorted(frequency, key=lambda au: (-frequency[au], au))
+    others = [au for au in ranked if au not in prototype and frequency[au] > 0]
+    kept = set(others[:SHOWN_AUS]) | set(prototype)
+    spans: list[Span] = []
+    for au in (au for au in ranked if au in kept):
+        if spans:
+            spans.append((", ", False))
+        spans.append((f"{au}{NBSP}({frequency[au]:.2f})", au in prototype))
+    left = max(0, len(others) - SHOWN_AUS)
+    if left:
+        spans.append((f", +{left} more", False))
+    return tuple(spans) or (("–", False),)
 
 
 def _model_rows(run: RunData) -> tuple[list[_MethodRow], int]:
@@ -478,13 +630,15 @@ def run_protocol(run: RunData) -> str:
     return str(run.manifest.get("protocol", DEFAULT_PROTOCOL))
 
 
-def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Table]:
-    """Every table the run supports, in report order: main, layers, lambda, ablation,
-    per_au, sanity, then the per-category tables. Under a protocol other than aubench's own,
-    each caption ends by naming it."""
+def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Table | TextTable]:
+    """Every table the run supports, in report order: main, evidence, agreement, layers,
+    lambda, ablation, per_au, sanity, then the per-category tables. Under a protocol other than
+    aubench's own, each caption ends by naming it."""
     chosen = choose_metrics(run, metrics)
     tables = [
         method_table(run, chosen),
+        evidence_table(run, chosen),
+        agreement_table(run),
         layer_table(run, chosen),
         sweep_table(run, "lambda", chosen),
         sweep_table(run, "layers", chosen),
