@@ -213,6 +213,7 @@ class _Run:
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)
         if self.resume is not None:
             epoch, step, global_step, sums = self._restore(self.resume)
+        distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
         if info.main:
             self.out.mkdir(parents=True, exist_ok=True)
             config.save(self.out / "config.yaml")
