@@ -46,14 +46,13 @@ import numpy as np
 import pyarrow as pa
 
 from aubench.data.table import (
-    TEST,
-    TRAIN,
     DatasetFormatError,
     FaceTable,
     ImageFiles,
     SkipReport,
     canonical_labels,
     require_dir,
+    subject_folds,
 )
 from aubench.faces.codebook import NUM_CLASSES_8
 from aubench.faces.landmarks import NUM_LANDMARKS
@@ -98,8 +97,6 @@ def read_ckplus(
     """Parse CK+ at ``root`` (see the module docstring)."""
     if frames < 1:
         raise ValueError(f"ckplus frames must be ≥ 1, got {frames}")
-    if not 0 <= fold < folds:
-        raise ValueError(f"ckplus fold must be in 0..{folds - 1}, got {fold}")
     root = require_dir(root, "ckplus", _EXPECTED)
     where = _locate(root)
     for name in FOLDERS[:2]:
@@ -132,15 +129,14 @@ def read_ckplus(
     sequences = [seq for _, seq, *_ in items]
     raw = np.array([emotion for _, _, emotion, _ in items], dtype=np.int64)
     subjects = np.array([int(seq.split("/")[0].lstrip("S") or -1) for seq in sequences])
-    unique = np.unique(subjects)
-    test = np.isin(subjects, unique[np.arange(len(unique)) % folds == fold])
+    splits = subject_folds("ckplus", subjects, folds, fold)
     table = FaceTable(
         name="ckplus",
         root=root,
         source="ckplus",
         ids=pa.array(stems, pa.string()),
         labels=canonical_labels(raw, CKPLUS_TO_CANONICAL),
-        splits=np.where(test, TEST, TRAIN).astype(np.int8),
+        splits=splits,
         images=ImageFiles(
             images, pa.array([f"{q}/{s}.png" for s, q in zip(stems, sequences, strict=True)])
         ),

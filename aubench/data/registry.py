@@ -18,6 +18,15 @@ name            what PATH is                                                  op
 ``ckplus``      CK+ (``cohn-kanade-images``, ``Emotion``, ``Landmarks``,       ``frames=1``,
                 ``FACS``)                                                     ``neutral=false``,
                                                                               ``folds=10, fold=0``
+``disfa``       DISFA (``ActionUnit_Labels`` + its frames, extracted)          ``labels=prototype``,
+                                                                              ``frames=auto``,
+                                                                              ``first_frame=1``,
+                                                                              ``stride=1``,
+                                                                              ``folds=3, fold=0``
+``bp4d``        BP4D (``AUCoding/AU_OCC`` + the 2D frames)                     ``labels=task`` or
+                                                                              ``prototype``,
+                                                                              ``stride=1``,
+                                                                              ``folds=3, fold=0``
 ``folder``      images + ``labels.csv`` (an ``aubench synth`` export)          —
 ``synthetic``   — (the built-in procedural AU faces)                          ``n=2048``,
                                                                               ``shortcut=0.0``,
@@ -44,6 +53,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from aubench.data.affectnet import read_affectnet
+from aubench.data.au_datasets import read_bp4d, read_disfa
 from aubench.data.base import FaceDataset
 from aubench.data.ckplus import read_ckplus
 from aubench.data.fer2013 import read_fer2013, read_ferplus
@@ -60,6 +70,8 @@ READERS: dict[str, Callable[..., FaceTable]] = {
     "fer2013": read_fer2013,
     "ferplus": read_ferplus,
     "ckplus": read_ckplus,
+    "disfa": read_disfa,
+    "bp4d": read_bp4d,
     "folder": read_folder,
 }
 #: Default number of synthetic training faces (val and test get a quarter each).

@@ -378,6 +378,17 @@ def leaves_root(paths: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return absolute | climbs.to_numpy(zero_copy_only=False)
 
 
+def subject_folds(name: str, subjects: np.ndarray, folds: int, fold: int) -> np.ndarray:
+    """(N,) int8 split codes of subject-independent folds: the sorted distinct ``subjects`` are
+    dealt round robin into ``folds`` folds; rows of fold ``fold`` are ``TEST``, the rest ``TRAIN``.
+    """
+    if not 0 <= fold < folds:
+        raise ValueError(f"{name} fold must be in 0..{folds - 1}, got {fold}")
+    unique = np.unique(subjects)
+    test = np.isin(subjects, unique[np.arange(len(unique)) % folds == fold])
+    return np.where(test, TEST, TRAIN).astype(np.int8)
+
+
 def canonical_labels(ids: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     """Map dataset label ids to canonical ones, vectorised; ids outside ``mapping`` become −1."""
     lut = np.full(max(mapping) + 1, -1, dtype=np.int64)
