@@ -24,7 +24,13 @@ def _synth(args: argparse.Namespace) -> None:
     from aubench.data.synthetic import SyntheticFaces, export_synthetic
 
     dataset = SyntheticFaces(
-        args.n, args.size, args.split, args.seed, args.num_classes, shortcut=args.shortcut
+        args.n,
+        args.size,
+        args.split,
+        args.seed,
+        args.num_classes,
+        shortcut=args.shortcut,
+        difficulty=args.difficulty,
     )
     out = export_synthetic(dataset, args.out, progress=not args.quiet)
     written = "labels.csv, images/"
@@ -379,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--num-classes", type=int, default=7, choices=[7, 8])
     synth.add_argument(
         "--shortcut", type=float, default=0.0, help="probability ρ of a class-coloured shortcut cue"
+    )
+    synth.add_argument(
+        "--difficulty",
+        default="easy",
+        choices=["easy", "moderate", "hard"],
+        help="how hard the faces are (subtle AUs, noise, blur, occluders, pose, identity, "
+        "label noise; default easy)",
     )
     synth.add_argument("--no-preview", action="store_true", help="skip preview.png")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")

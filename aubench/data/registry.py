@@ -31,7 +31,9 @@ name            what PATH is                                                  op
 ``synthetic``   — (the built-in procedural AU faces)                          ``n=2048``,
                                                                               ``shortcut=0.0``,
                                                                               ``codebook``,
-                                                                              ``shortcut_mode``
+                                                                              ``shortcut_mode``,
+                                                                              ``difficulty=easy``
+                                                                              and its knobs
 ==============  ============================================================  ====================
 
 Each loader's module documents its layout, id → canonical label table and split protocol. Splits:
@@ -62,6 +64,7 @@ from aubench.data.rafdb import read_rafdb
 from aubench.data.sample import Sample
 from aubench.data.synthetic import SyntheticFaces
 from aubench.data.table import FaceTable
+from aubench.faces.synth_difficulty import get_difficulty
 
 #: Datasets read from disk: name → reader(path, **options) → FaceTable.
 READERS: dict[str, Callable[..., FaceTable]] = {
@@ -116,9 +119,20 @@ def _open_synthetic(
     shortcut: float = 0.0,
     codebook: str = "belharbi2024-fixed",
     shortcut_mode: str = "auto",
+    difficulty: str = "easy",
+    intensity_low: float | None = None,
+    intensity_high: float | None = None,
+    noise: float | None = None,
+    blur: float | None = None,
+    occluders: float | None = None,
+    pose: float | None = None,
+    identity: float | None = None,
+    label_noise: float | None = None,
 ) -> SyntheticDataset:
     """The built-in faces: ``train`` has ``n``, ``val``/``test`` ``n // 4`` (at least 1); the
-    landmarks are exact (``landmarks`` may only be ``auto`` or ``dataset``)."""
+    landmarks are exact (``landmarks`` may only be ``auto`` or ``dataset``). ``difficulty`` names
+    a preset and the knob options override its knobs (``intensity_low``/``intensity_high`` its
+    intensity range; :mod:`aubench.faces.synth_difficulty`)."""
     if path is not None:
         raise ValueError(f"synthetic takes options, not a path (got {path!r}): synthetic:n=2048")
     if landmarks not in ("auto", "dataset"):
@@ -129,6 +143,14 @@ def _open_synthetic(
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test for synthetic, got {split!r}")
     count = n if split == "train" else max(1, n // 4)
+    knobs = dict(noise=noise, blur=blur, occluders=occluders, pose=pose, identity=identity)
+    knobs = {k: v for k, v in {**knobs, "label_noise": label_noise}.items() if v is not None}
+    if intensity_low is not None or intensity_high is not None:
+        low, high = get_difficulty(difficulty).intensity
+        knobs["intensity"] = (
+            low if intensity_low is None else intensity_low,
+            high if intensity_high is None else intensity_high,
+        )
     return SyntheticDataset(
         count,
         size,
@@ -140,6 +162,7 @@ def _open_synthetic(
         transform=transform,
         normalize=normalize,
         shortcut_mode=shortcut_mode,
+        difficulty=get_difficulty(difficulty, **knobs),
     )
 
 

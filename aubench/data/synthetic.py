@@ -32,13 +32,14 @@ from aubench.faces.synth import (
     SynthSample,
     check_size,
     face_landmarks,
-    label_of,
+    given_label_of,
     render_as_sample,
     render_sample,
     rendered_intensity,
     sample_params,
     split_code,
 )
+from aubench.faces.synth_difficulty import Difficulty
 from aubench.io import write_atomic
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -66,6 +67,8 @@ class SyntheticFaces(Dataset):
         codebook: the expression → AU codebook the faces show.
         shortcut: probability ρ of the class-coloured background cue (0 = never).
         shortcut_mode: ``auto``, ``correlated`` or ``decorrelated`` (see :class:`SynthConfig`).
+        difficulty: ``easy`` (default), ``moderate``, ``hard``, knobs or a ``Difficulty``
+            (:mod:`aubench.faces.synth_difficulty`).
         transform: optional callable applied to each Sample dict.
         normalize: apply the ImageNet normalisation.
     """
@@ -82,6 +85,7 @@ class SyntheticFaces(Dataset):
         transform: Callable[[Sample], Sample] | None = None,
         normalize: bool = True,
         shortcut_mode: str = "auto",
+        difficulty: str | Difficulty | Mapping = "easy",
     ) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -92,7 +96,7 @@ class SyntheticFaces(Dataset):
         split_code(split)
         self.split = split
         self.seed = seed
-        self.config = SynthConfig(num_classes, codebook, shortcut, shortcut_mode)
+        self.config = SynthConfig(num_classes, codebook, shortcut, shortcut_mode, difficulty)
         self.transform = transform
         self.normalize = normalize
 
@@ -183,13 +187,14 @@ class SyntheticFaces(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        """Every item's label, without rendering (for samplers and class counts)."""
-        return [label_of(self.seed, self.split, i, self.config.num_classes) for i in range(self.n)]
+        """Every item's (given) label, without rendering (for samplers and class counts)."""
+        return [given_label_of(self.seed, self.split, i, self.config) for i in range(self.n)]
 
     @property
     def content_fingerprint(self) -> str:
         """16 hex digits of SHA-256 identifying these faces: the settings that fix them (n, size,
-        split, seed, classes, each class's AUs, shortcut and its mode), every label, and the
+        split, seed, classes, each class's AUs, shortcut and its mode, the difficulty's knobs
+        unless easy), every label, and the
         pixels and landmarks of the first and the last face (rendered, so a change of the
         renderer changes it too). The counterpart of
         :attr:`aubench.data.base.FaceDataset.content_fingerprint`."""
@@ -203,6 +208,8 @@ class SyntheticFaces(Dataset):
             "shortcut": self.config.shortcut,
             "shortcut_mode": self.config.shortcut_mode,
         }
+        if not self.config.difficulty.is_easy:  # easy faces keep their earlier fingerprint
+            settings["difficulty"] = self.config.difficulty.describe()
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
         for index in sorted({0, self.n - 1}):
@@ -244,6 +251,8 @@ def export_synthetic(
         "codebook": dataset.config.codebook,
         "shortcut": dataset.config.shortcut,
     }
+    if not dataset.config.difficulty.is_easy:
+        settings["difficulty"] = dataset.config.difficulty.describe()
     _prepare_export_dir(out, settings)
     images_dir = out / "images"
     images_dir.mkdir(exist_ok=True)
@@ -257,7 +266,7 @@ def export_synthetic(
         path = images_dir / name
         if path.exists():
             params = sample_params(dataset.seed, dataset.split, index, dataset.config)
-            landmarks, label = face_landmarks(params, dataset.size), params.label
+            landmarks, label = face_landmarks(params, dataset.size), params.given_label
         else:
             face = dataset.render(index)
             landmarks, label = face.landmarks, face.label

@@ -24,7 +24,10 @@ intensities (uniform in [0.6, 1] of full, one per AU of :data:`ALL_AUS`, drawn w
 Labels come in balanced blocks: block ``b = index // C`` holds a permutation of the C classes drawn
 from child 2 of ``SeedSequence([seed, split_code, b])``. So (seed, split, index) fixes image,
 landmarks and label on any machine, and rendering the same :class:`FaceParams` as another
-expression changes only AU evidence. There is no pixel-noise draw.
+expression changes only AU evidence. The easy faces have no pixel-noise draw; a harder
+:class:`~aubench.faces.synth_difficulty.Difficulty` (``SynthConfig.difficulty``: subtler AU
+intensities, noise, blur, occluders, wider pose and identity ranges, training label noise) draws
+what it adds from child 3, the same way whatever its knobs, so the easy faces never change.
 
 Counterfactuals: an :class:`Intervention` removes or scales chosen AUs of a face. It multiplies
 the drawn intensities (a′ = factor·a) and renders the same :class:`FaceParams`; since every AU's
@@ -74,12 +77,22 @@ from aubench.faces.codebook import (
 )
 from aubench.faces.landmarks import FLIP_PERMUTATION, MEAN_FACE, NUM_LANDMARKS
 from aubench.faces.regions import DEFAULT_BLOBS
+from aubench.faces.synth_difficulty import (
+    Degradation,
+    Difficulty,
+    degrade,
+    draw_degradation,
+    draw_occluder,
+    get_difficulty,
+    scale_about_centre,
+)
 
 #: Split name → the code mixed into the seed.
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 #: Allowed image sides, inclusive.
 MIN_SIZE, MAX_SIZE = 64, 224
-#: AU intensity range (fraction of full) drawn per AU and image.
+#: AU intensity range (fraction of full) drawn per AU and image by the easy faces (the
+#: ``intensity`` knob of :class:`~aubench.faces.synth_difficulty.Difficulty` sets it).
 INTENSITY_RANGE = (0.6, 1.0)
 #: Rotation centre of the face in the unit frame (between the eyes and the mouth).
 FACE_CENTRE = np.array([0.5, 0.55])
@@ -120,6 +133,8 @@ class SynthConfig:
         shortcut: probability ρ ∈ [0, 1] of the class-coloured background cue.
         shortcut_mode: ``"auto"`` (decorrelated in the ``test`` split, label-coloured elsewhere),
             ``"correlated"`` or ``"decorrelated"`` (colour of a uniformly random class).
+        difficulty: a preset name (``easy``, ``moderate``, ``hard``), knobs or a
+            :class:`~aubench.faces.synth_difficulty.Difficulty` (resolved to one).
         class_aus: derived — the AU set of each class, contempt's fallback applied.
     """
 
@@ -127,6 +142,7 @@ class SynthConfig:
     codebook: str | Codebook | Mapping = "belharbi2024-fixed"
     shortcut: float = 0.0
     shortcut_mode: Literal["auto", "correlated", "decorrelated"] = "auto"
+    difficulty: str | Difficulty | Mapping = "easy"
     class_aus: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -139,6 +155,7 @@ class SynthConfig:
                 f"shortcut_mode must be 'auto', 'correlated' or 'decorrelated', "
                 f"got {self.shortcut_mode!r}"
             )
+        object.__setattr__(self, "difficulty", get_difficulty(self.difficulty))
         book = get_codebook(self.codebook)
         class_aus = tuple(book.aus_of(c) for c in range(self.num_classes))
         if self.num_classes == 8 and not class_aus[Expression.CONTEMPT]:
@@ -223,9 +240,12 @@ class Scene:
 class FaceParams:
     """Everything one synthetic image is made of, except its size.
 
-    ``au_intensity`` (len(ALL_AUS),) in :data:`INTENSITY_RANGE`, indexed like :data:`ALL_AUS`;
+    ``au_intensity`` (len(ALL_AUS),) in the difficulty's ``intensity`` range (the easy faces':
+    :data:`INTENSITY_RANGE`), indexed like :data:`ALL_AUS`;
     ``cue_class``: the class whose colour the shortcut patch has (None: no patch);
-    ``class_aus``: label → AU numbers (from :class:`SynthConfig`).
+    ``class_aus``: label → AU numbers (from :class:`SynthConfig`); ``difficulty`` and
+    ``degradation``: the knobs and this face's draws of them (the label it is given included;
+    ``label`` is the class it shows).
     """
 
     label: int
@@ -235,6 +255,13 @@ class FaceParams:
     au_intensity: np.ndarray
     cue_class: int | None
     class_aus: tuple[tuple[int, ...], ...]
+    difficulty: Difficulty = field(default_factory=Difficulty)
+    degradation: Degradation | None = None
+
+    @property
+    def given_label(self) -> int:
+        """The label the face is given: :attr:`label`, unless training label noise changed it."""
+        return self.label if self.degradation is None else self.degradation.label
 
 
 class RenderedFace(NamedTuple):
@@ -245,8 +272,9 @@ class RenderedFace(NamedTuple):
 
 
 class SynthSample(NamedTuple):
-    """One dataset item: ``image`` uint8 (S, S, 3) RGB, ``landmarks`` float32 (68, 2), ``label``,
-    ``shortcut`` (whether the shortcut patch was drawn) and ``au_intensity`` float32
+    """One dataset item: ``image`` uint8 (S, S, 3) RGB, ``landmarks`` float32 (68, 2), ``label``
+    (the label it is given: its class, unless training label noise changed it), ``shortcut``
+    (whether the shortcut patch was drawn) and ``au_intensity`` float32
     (len(ALL_AUS),): the intensity each AU was drawn at (0: absent), indexed like
     :data:`ALL_AUS` — the ground-truth AU evidence, after any :class:`Intervention`."""
 
@@ -387,7 +415,8 @@ def check_size(size: int) -> int:
 def _stream(seed: int, split: str, index: int, child: int) -> np.random.Generator:
     """Generator of child ``child`` of ``SeedSequence([seed, split_code, index])``.
 
-    Children: 0 nuisance factors, 1 AU intensities, 2 the label permutation of block ``index``.
+    Children: 0 nuisance factors, 1 AU intensities, 2 the label permutation of block ``index``,
+    3 the difficulty's draws (occluder, noise, label noise).
     """
     for name, value in (("seed", seed), ("index", index)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
@@ -403,6 +432,17 @@ def label_of(seed: int, split: str, index: int, num_classes: int = 7) -> int:
     """
     block, slot = divmod(index, num_classes)
     return int(_stream(seed, split, block, 2).permutation(num_classes)[slot])
+
+
+def given_label_of(seed: int, split: str, index: int, config: SynthConfig | None = None) -> int:
+    """The label item ``index`` is given (:attr:`FaceParams.given_label`) without sampling the
+    rest of the face: :func:`label_of`, unless ``config``'s training label noise changed it."""
+    config = config or _DEFAULT_CONFIG
+    label = label_of(seed, split, index, config.num_classes)
+    if split != "train" or config.difficulty.label_noise == 0:
+        return label
+    rng = _stream(seed, split, index, 3)
+    return draw_degradation(rng, config.difficulty, label, config.num_classes, True).label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,8 +557,16 @@ def _palette(palette: np.ndarray, t: float, jitter: np.ndarray) -> np.ndarray:
     return np.clip(colour + jitter, 0, 255)
 
 
-def _sample_identity(rng: np.random.Generator) -> Identity:
+#: Identity factors that the ``identity`` knob stretches (shape, not colour).
+_SHAPE_FACTORS = 14
+
+
+def _sample_identity(rng: np.random.Generator, stretch: float = 1.0) -> Identity:
     f = _uniform(rng, _IDENTITY)
+    if stretch != 1.0:
+        names, low, span = (part[:_SHAPE_FACTORS] for part in _IDENTITY)
+        values = np.array([f[name] for name in names])
+        f.update(zip(names, scale_about_centre(values, low, span, stretch).tolist(), strict=True))
     jitter = (2 * rng.random((3, 3)) - 1) * _COLOUR_JITTER
     shape = _identity_shape(f)
     skin = _palette(_SKIN_TONES, f["skin_tone"], jitter[0])
@@ -551,10 +599,15 @@ def sample_params(
     consumed identically whatever the label.
     """
     config = config or _DEFAULT_CONFIG
+    difficulty = config.difficulty
     label = label_of(seed, split, index, config.num_classes)
     rng = _stream(seed, split, index, 0)
-    identity = _sample_identity(rng)
+    identity = _sample_identity(rng, difficulty.identity)
     n = _uniform(rng, _NUISANCE)
+    if difficulty.pose != 1.0:
+        names, low, span = (part[:4] for part in _NUISANCE)  # angle, scale, shift_x, shift_y
+        values = scale_about_centre(np.array([n[k] for k in names]), low, span, difficulty.pose)
+        n.update(zip(names, values.tolist(), strict=True))
     scene = Scene(
         gradient=rng.integers(0, 256, (2, 2, 3), dtype=np.uint8),
         clutter=rng.random((_N_CLUTTER, 9)),
@@ -565,9 +618,17 @@ def sample_params(
     if n["cue_draw"] < config.shortcut:
         random_class = int(n["cue_random"] * config.num_classes)
         cue_class = random_class if config.decorrelated(split) else label
-    intensity = _stream(seed, split, index, 1).uniform(*INTENSITY_RANGE, len(ALL_AUS))
+    intensity = _stream(seed, split, index, 1).uniform(*difficulty.intensity, len(ALL_AUS))
     pose = Pose(n["angle"], n["scale"], np.array((n["shift_x"], n["shift_y"])))
-    return FaceParams(label, identity, pose, scene, intensity, cue_class, config.class_aus)
+    degradation = None
+    if not difficulty.is_easy:
+        degradation = draw_degradation(
+            _stream(seed, split, index, 3), difficulty, label, config.num_classes, split == "train"
+        )
+    return FaceParams(
+        label, identity, pose, scene, intensity, cue_class, config.class_aus, difficulty,
+        degradation,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -909,10 +970,19 @@ def _render(params: FaceParams, size: int, a: np.ndarray) -> RenderedFace:
     _draw_nose(paint, face, fixed, ident)
     _draw_mouth(paint, face, fixed, ident, lip)
     _draw_marks(paint, face, ident, _PLACED_LIP, a, lip)
+    worse = params.degradation
+    iod = ident.iod * paint.ppu
+    if worse is not None and worse.occluder is not None:  # anchored on the neutral face
+        anchors = paint.to_pixels(ident.shape)
+        draw_occluder(
+            image, worse.occluder, worse.shape, anchors, iod, ident.skin, ident.hair_colour
+        )
     if params.cue_class is not None:
         x0, y0, x1, y1 = cue_box(size, scene.cue_corner)
         image[y0:y1, x0:x1] = CUE_COLOURS[params.cue_class]
     _apply_light(image, scene.light)
+    if worse is not None:
+        degrade(image, params.difficulty, worse.noise_seed, iod)
     return RenderedFace(image, paint.to_pixels(face).astype(np.float32))
 
 
@@ -936,7 +1006,11 @@ def render_as_sample(
     intensity = rendered_intensity(params, None, intervention)
     image, landmarks = _render(params, check_size(size), intensity)
     return SynthSample(
-        image, landmarks, params.label, params.cue_class is not None, intensity.astype(np.float32)
+        image,
+        landmarks,
+        params.given_label,
+        params.cue_class is not None,
+        intensity.astype(np.float32),
     )
 
 
