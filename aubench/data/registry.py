@@ -128,11 +128,13 @@ def _open_synthetic(
     pose: float | None = None,
     identity: float | None = None,
     label_noise: float | None = None,
+    one_sided: bool = False,
 ) -> SyntheticDataset:
     """The built-in faces: ``train`` has ``n``, ``val``/``test`` ``n // 4`` (at least 1); the
     landmarks are exact (``landmarks`` may only be ``auto`` or ``dataset``). ``difficulty`` names
     a preset and the knob options override its knobs (``intensity_low``/``intensity_high`` its
-    intensity range; :mod:`aubench.faces.synth_difficulty`)."""
+    intensity range; :mod:`aubench.faces.synth_difficulty`); ``one_sided`` draws contempt's AUs on
+    one side (with ``num_classes=8``)."""
     if path is not None:
         raise ValueError(f"synthetic takes options, not a path (got {path!r}): synthetic:n=2048")
     if landmarks not in ("auto", "dataset"):
@@ -163,6 +165,7 @@ def _open_synthetic(
         normalize=normalize,
         shortcut_mode=shortcut_mode,
         difficulty=get_difficulty(difficulty, **knobs),
+        one_sided=one_sided,
     )
 
 

@@ -69,6 +69,8 @@ class SyntheticFaces(Dataset):
         shortcut_mode: ``auto``, ``correlated`` or ``decorrelated`` (see :class:`SynthConfig`).
         difficulty: ``easy`` (default), ``moderate``, ``hard``, knobs or a ``Difficulty``
             (:mod:`aubench.faces.synth_difficulty`).
+        one_sided: contempt faces show their AUs on one side (``au_side`` in each sample: −1,
+            +1, or 0 for faces drawn on both sides; see :class:`SynthConfig`).
         transform: optional callable applied to each Sample dict.
         normalize: apply the ImageNet normalisation.
     """
@@ -86,6 +88,7 @@ class SyntheticFaces(Dataset):
         normalize: bool = True,
         shortcut_mode: str = "auto",
         difficulty: str | Difficulty | Mapping = "easy",
+        one_sided: bool = False,
     ) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -96,7 +99,9 @@ class SyntheticFaces(Dataset):
         split_code(split)
         self.split = split
         self.seed = seed
-        self.config = SynthConfig(num_classes, codebook, shortcut, shortcut_mode, difficulty)
+        self.config = SynthConfig(
+            num_classes, codebook, shortcut, shortcut_mode, difficulty, one_sided
+        )
         self.transform = transform
         self.normalize = normalize
 
@@ -183,6 +188,8 @@ class SyntheticFaces(Dataset):
             "shortcut": face.shortcut,
             "au_intensity": torch.from_numpy(face.au_intensity),
         }
+        if self.config.one_sided:
+            sample["au_side"] = face.side
         return self.transform(sample) if self.transform is not None else sample
 
     @property
@@ -210,6 +217,8 @@ class SyntheticFaces(Dataset):
         }
         if not self.config.difficulty.is_easy:  # easy faces keep their earlier fingerprint
             settings["difficulty"] = self.config.difficulty.describe()
+        if self.config.one_sided:
+            settings["one_sided"] = True
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
         digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
         for index in sorted({0, self.n - 1}):

@@ -128,3 +128,29 @@ def rescale_landmarks(landmarks: torch.Tensor, scale_x: float, scale_y: float) -
     """
     scale = landmarks.new_tensor([scale_x, scale_y])
     return (landmarks + 0.5) * scale - 0.5
+
+
+#: The landmarks whose line splits a face into halves: the top of the nose bridge and the chin.
+MIDLINE = (27, 8)
+
+
+def face_halves(
+    landmarks: torch.Tensor, size: tuple[int, int], sides: torch.Tensor
+) -> torch.Tensor:
+    """Bool (B, H, W): the pixels of each face's ``sides`` half, split by the line through points
+    27 (nose bridge) and 8 (chin) in pixel coordinates (centres at integers).
+
+    ``sides`` (B,): −1 the half of the image-left landmarks (iBUG 0–7, 36–41, …: left of the
+    midline on an upright face), +1 the other, 0 none (all False). With d = L8 − L27 and
+    q = p − L27, a pixel p is on side −1 where d × q = d_x q_y − d_y q_x > 0. NaN landmarks give
+    an all-False mask.
+    """
+    height, width = size
+    top, bottom = landmarks[:, MIDLINE[0]], landmarks[:, MIDLINE[1]]  # (B, 2)
+    d = bottom - top
+    ys = torch.arange(height, device=landmarks.device, dtype=landmarks.dtype)
+    xs = torch.arange(width, device=landmarks.device, dtype=landmarks.dtype)
+    qx = xs[None, None, :] - top[:, 0, None, None]  # (B, 1, W)
+    qy = ys[None, :, None] - top[:, 1, None, None]  # (B, H, 1)
+    cross = d[:, 0, None, None] * qy - d[:, 1, None, None] * qx  # (B, H, W)
+    return cross * (-sides.to(cross.dtype))[:, None, None] > 0

@@ -114,6 +114,9 @@ CUE_COLOURS: np.ndarray = np.array(
 CUE_SIDE, CUE_MARGIN = 0.12, 0.03
 
 _CONTEMPT_FALLBACK = get_codebook("emfacs").aus_of(Expression.CONTEMPT)
+#: The class whose AUs :attr:`SynthConfig.one_sided` draws on one side (FACS codes contempt's
+#: AU12 + AU14 as unilateral).
+ONE_SIDED_CLASS = int(Expression.CONTEMPT)
 _SHIFT = 4  # cv2 sub-pixel bits: drawing coordinates are fixed-point with 4 fractional bits
 _ONE = 1 << _SHIFT
 _AA = cv2.LINE_AA
@@ -135,6 +138,9 @@ class SynthConfig:
             ``"correlated"`` or ``"decorrelated"`` (colour of a uniformly random class).
         difficulty: a preset name (``easy``, ``moderate``, ``hard``), knobs or a
             :class:`~aubench.faces.synth_difficulty.Difficulty` (resolved to one).
+        one_sided: contempt (``num_classes=8``) shows its AUs (EMFACS: AU12 + AU14) on one side
+            of the face, drawn per face, as FACS codes it (unilateral); other classes' AUs stay
+            bilateral.
         class_aus: derived — the AU set of each class, contempt's fallback applied.
     """
 
@@ -143,6 +149,7 @@ class SynthConfig:
     shortcut: float = 0.0
     shortcut_mode: Literal["auto", "correlated", "decorrelated"] = "auto"
     difficulty: str | Difficulty | Mapping = "easy"
+    one_sided: bool = False
     class_aus: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -245,7 +252,10 @@ class FaceParams:
     ``cue_class``: the class whose colour the shortcut patch has (None: no patch);
     ``class_aus``: label → AU numbers (from :class:`SynthConfig`); ``difficulty`` and
     ``degradation``: the knobs and this face's draws of them (the label it is given included;
-    ``label`` is the class it shows).
+    ``label`` is the class it shows); ``side``: 0 when every AU is drawn on both sides, else the
+    half of the face (−1: x < 0.5 in the unit frame, the image-left half of an upright face;
+    +1: the other) that shows the one-sided AUs of a contempt face
+    (:attr:`SynthConfig.one_sided`, :data:`ONE_SIDED_CLASS`).
     """
 
     label: int
@@ -257,6 +267,7 @@ class FaceParams:
     class_aus: tuple[tuple[int, ...], ...]
     difficulty: Difficulty = field(default_factory=Difficulty)
     degradation: Degradation | None = None
+    side: int = 0
 
     @property
     def given_label(self) -> int:
@@ -276,13 +287,15 @@ class SynthSample(NamedTuple):
     (the label it is given: its class, unless training label noise changed it), ``shortcut``
     (whether the shortcut patch was drawn) and ``au_intensity`` float32
     (len(ALL_AUS),): the intensity each AU was drawn at (0: absent), indexed like
-    :data:`ALL_AUS` — the ground-truth AU evidence, after any :class:`Intervention`."""
+    :data:`ALL_AUS` — the ground-truth AU evidence, after any :class:`Intervention`; ``side``
+    the half of the face its one-sided AUs are on (:attr:`FaceParams.side`; 0: both)."""
 
     image: np.ndarray
     landmarks: np.ndarray
     label: int
     shortcut: bool
     au_intensity: np.ndarray
+    side: int = 0
 
 
 class Intervention:
@@ -416,7 +429,7 @@ def _stream(seed: int, split: str, index: int, child: int) -> np.random.Generato
     """Generator of child ``child`` of ``SeedSequence([seed, split_code, index])``.
 
     Children: 0 nuisance factors, 1 AU intensities, 2 the label permutation of block ``index``,
-    3 the difficulty's draws (occluder, noise, label noise).
+    3 the difficulty's draws (occluder, noise, label noise), 4 the side of one-sided AUs.
     """
     for name, value in (("seed", seed), ("index", index)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
@@ -625,9 +638,12 @@ def sample_params(
         degradation = draw_degradation(
             _stream(seed, split, index, 3), difficulty, label, config.num_classes, split == "train"
         )
+    side = 0
+    if config.one_sided and label == ONE_SIDED_CLASS:
+        side = -1 if _stream(seed, split, index, 4).random() < 0.5 else 1
     return FaceParams(
         label, identity, pose, scene, intensity, cue_class, config.class_aus, difficulty,
-        degradation,
+        degradation, side,
     )  # fmt: skip
 
 
@@ -679,6 +695,9 @@ def _motion_table() -> np.ndarray:
 
 #: Landmark displacement of each AU at full intensity (len(ALL_AUS), 68, 2), IOD units, y down.
 MOTION: np.ndarray = _motion_table()
+#: The half of the face each landmark lies in (68,): −1 (x < 0.5 in the unit frame), 0 (the
+#: midline), +1.
+_LANDMARK_SIDE = np.sign(np.round(MEAN_FACE[:, 0] - 0.5, 6)).astype(int)
 _MOTION_FLAT = MOTION.reshape(len(ALL_AUS), -1)
 
 
@@ -919,9 +938,17 @@ def rendered_intensity(
     return intensity * intervention.vector
 
 
-def _unit_face(identity: Identity, intensity: np.ndarray) -> np.ndarray:
-    """Unit-frame landmarks (68, 2): ``shape + Σ_au intensity[au]·MOTION[au]·iod``."""
-    return identity.shape + (intensity @ _MOTION_FLAT).reshape(NUM_LANDMARKS, 2) * identity.iod
+def _unit_face(identity: Identity, intensity: np.ndarray, side: int = 0) -> np.ndarray:
+    """Unit-frame landmarks (68, 2): ``shape + Σ_au intensity[au]·MOTION[au]·iod``, each AU's
+    motion kept on the ``side`` half of the face only when ``side`` is not 0 (a one-sided face:
+    every AU it shows is its class's, all drawn on that side)."""
+    if side == 0:
+        motion = intensity @ _MOTION_FLAT
+    else:
+        motion = intensity @ (MOTION * (_LANDMARK_SIDE == side)[None, :, None]).reshape(
+            len(ALL_AUS), -1
+        )
+    return identity.shape + motion.reshape(NUM_LANDMARKS, 2) * identity.iod
 
 
 def face_landmarks(
@@ -933,7 +960,8 @@ def face_landmarks(
     """The landmarks float32 (68, 2) that :func:`render` returns, without drawing anything."""
     size = check_size(size)
     linear, offset = _pose_transform(params.pose, size)
-    face = _unit_face(params.identity, rendered_intensity(params, expression, intervention))
+    a = rendered_intensity(params, expression, intervention)
+    face = _unit_face(params.identity, a, _side(params, expression))
     return (face @ linear.T + offset).astype(np.float32)
 
 
@@ -951,25 +979,32 @@ def render(
     (:func:`rendered_intensity`). Everything else (identity, pose, scene, shortcut patch) stays
     fixed. The landmarks are :func:`face_landmarks`; every feature is drawn from them.
     """
-    return _render(params, check_size(size), rendered_intensity(params, expression, intervention))
+    a = rendered_intensity(params, expression, intervention)
+    return _render(params, check_size(size), a, _side(params, expression))
 
 
-def _render(params: FaceParams, size: int, a: np.ndarray) -> RenderedFace:
-    """:func:`render` with the AU intensities ``a`` (len(ALL_AUS),) given."""
+def _side(params: FaceParams, expression: object) -> int:
+    """The params' one-sided half when drawn as their own class, else 0 (both sides)."""
+    return params.side if expression is None else 0
+
+
+def _render(params: FaceParams, size: int, a: np.ndarray, side: int = 0) -> RenderedFace:
+    """:func:`render` with the AU intensities ``a`` (len(ALL_AUS),) given, drawn on one ``side``
+    of the face only when it is not 0."""
     ident, scene = params.identity, params.scene
-    face = _unit_face(ident, a)
+    face = _unit_face(ident, a, side)
     image = cv2.resize(scene.gradient, (size, size), interpolation=cv2.INTER_LINEAR)
     _draw_clutter(image, scene.clutter)
     paint = _Painter(image, params.pose)
     fixed = paint.fixed(face)
     _draw_head(paint, face, ident)
     lip = _tone(ident.lip, 0.7, a[ALL_AUS.index(23)])
-    _draw_marks(paint, face, ident, _PLACED_SKIN, a, lip)
+    _draw_marks(paint, face, ident, _PLACED_SKIN, a, lip, side)
     _draw_brows(paint, face, ident)
     _draw_eyes(paint, face, fixed, ident, a[ALL_AUS.index(5)])
     _draw_nose(paint, face, fixed, ident)
     _draw_mouth(paint, face, fixed, ident, lip)
-    _draw_marks(paint, face, ident, _PLACED_LIP, a, lip)
+    _draw_marks(paint, face, ident, _PLACED_LIP, a, lip, side)
     worse = params.degradation
     iod = ident.iod * paint.ppu
     if worse is not None and worse.occluder is not None:  # anchored on the neutral face
@@ -1004,13 +1039,14 @@ def render_as_sample(
 ) -> SynthSample:
     """Render ``params`` with its own label (under ``intervention``, if given) as a sample."""
     intensity = rendered_intensity(params, None, intervention)
-    image, landmarks = _render(params, check_size(size), intensity)
+    image, landmarks = _render(params, check_size(size), intensity, params.side)
     return SynthSample(
         image,
         landmarks,
         params.given_label,
         params.cue_class is not None,
         intensity.astype(np.float32),
+        params.side,
     )
 
 
@@ -1097,13 +1133,17 @@ def _draw_marks(
     placed: tuple[_PlacedMarks, ...],
     intensity: np.ndarray,
     lip: np.ndarray,
+    side: int = 0,
 ) -> None:
-    """Draw the marks of every AU with a non-zero intensity at each of its region centres."""
+    """Draw the marks of every AU with a non-zero intensity at each of its region centres (on
+    the ``side`` half of the face only, unless it is 0)."""
     iod = ident.iod
     for m in placed:
         a = intensity[m.au_index]
         if a <= 0:
             continue
+        if side != 0:
+            m = _one_side(m, side)
         base = ident.skin if m.base == "skin" else lip
         centres = (m.weights @ face + m.offset * iod)[:, None, :]  # (n, 1, 2)
         if m.spans:
@@ -1115,6 +1155,12 @@ def _draw_marks(
             axes = np.concatenate([m.blob_axes * iod] * len(m.weights))
             colours = [_tone(base, t, a) for t in m.blob_tones] * len(m.weights)
             paint.ellipses(blob_centres, axes, colours)
+
+
+def _one_side(m: _PlacedMarks, side: int) -> _PlacedMarks:
+    """``m`` with only its region centres on ``side`` (midline centres kept)."""
+    keep = (m.flip[:, 0, 0] == side) | (m.flip[:, 0, 0] == 0)
+    return m._replace(weights=m.weights[keep], offset=m.offset[keep], flip=m.flip[keep])
 
 
 _BROW_PROFILE = np.array([0.55, 0.85, 1.0, 1.0, 0.9])  # half-thickness, outer → inner end
