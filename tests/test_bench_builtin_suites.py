@@ -58,6 +58,12 @@ SHRUNK = {
         "{name: tscam, model: test_vit, train: {large_maps: false, layers: [norm]}}, "
         "{name: apvit, train: {apvit_vit: test_vit, apvit_depth: 2, layers: [proj]}}]",
     ],
+    # two of the shortcut probabilities, each variant's training data shrunk too
+    "shortcut": [
+        "data=synthetic:n=96,shortcut=1.0",
+        "variants=[{name: baseline-rho0, train: {data: 'synthetic:n=96'}}, "
+        "{name: guided-rho1.0, guided: true, train: {data: 'synthetic:n=96,shortcut=1.0'}}]",
+    ],
     # faces drawn as the suite draws them, 56 to train on; 14 test faces: each class twice
     "evidence": [
         "data=synthetic:n=56,codebook=emfacs",

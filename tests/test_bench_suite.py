@@ -8,7 +8,10 @@ from aubench.bench.runner import describe_plan, plan, suite_hash
 from aubench.bench.suite import SuiteError, list_suites, load_suite
 from aubench.cli import main
 
-BUILTINS = ["cam-methods", "evidence", "faithfulness", "lambda", "layers", "quick", "sanity"]
+BUILTINS = [
+    "cam-methods", "counterfactual", "evidence", "faithfulness", "lambda", "layers", "quick",
+    "sanity", "shortcut",
+]  # fmt: skip
 
 
 def test_builtin_suites_are_listed_and_valid():

@@ -30,7 +30,8 @@ def test_every_metric_declares_its_metadata():
         "dice_best", "pixel_ap", "pxap", "pointing_game", "energy_pointing_game",
         "relevance_mass_accuracy", "relevance_rank_accuracy", "top_k_intersection", "roc_auc",
         "sim", "kl", "nss", "per_au_energy", "deletion_auc", "insertion_auc", "average_drop",
-        "increase_in_confidence", "au_occlusion", "cascading_randomisation",
+        "increase_in_confidence", "au_occlusion", "cascading_randomisation", "cue_energy_share",
+        "au_agreement", "au_top1", "dose_slope", "dose_corr",
     }  # fmt: skip
     assert set(METRICS) == expected
     for name, metric in METRICS.items():
@@ -40,7 +41,9 @@ def test_every_metric_declares_its_metadata():
         assert low < high
         assert metric.arrow == ("↑" if metric.higher_is_better else "↓")
     lower_is_better = {n for n, m in METRICS.items() if not m.higher_is_better}
-    assert lower_is_better == {"kl", "deletion_auc", "average_drop", "cascading_randomisation"}
+    assert lower_is_better == {
+        "kl", "deletion_auc", "average_drop", "cascading_randomisation", "cue_energy_share"
+    }  # fmt: skip
 
 
 def test_variants_bind_their_options(nasty):

@@ -129,8 +129,10 @@ def test_metadata():
         "cue_energy_share",
         "mirror_equivariance",
     }
-    assert not set(CAUSAL_METRICS) & set(METRICS)  # no scorer picks them up by name
+    # only the cue share is scored by name (kind cue: the evaluation gives it the cue masks)
+    assert set(CAUSAL_METRICS) & set(METRICS) == {"cue_energy_share"}
     share = CAUSAL_METRICS["cue_energy_share"]
+    assert share is METRICS["cue_energy_share"] and share.kind == "cue"
     assert (share.higher_is_better, share.range, share.category) == (False, (0.0, 1.0), "mass")
     agreement = CAUSAL_METRICS["au_attribution_agreement"]
     assert (agreement.arrow, agreement.category) == ("↑", "faithfulness")

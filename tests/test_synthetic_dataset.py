@@ -21,7 +21,9 @@ from aubench.faces.synth import render_sample
 def test_sample_contract():
     dataset = SyntheticFaces(10, size=80, split="val", seed=4)
     sample = dataset[7]
-    assert set(sample) == {"image", "label", "landmarks", "id", "shortcut", "au_intensity"}
+    assert set(sample) == {
+        "image", "label", "landmarks", "id", "shortcut", "au_intensity", "cue_corner"
+    }  # fmt: skip
     assert sample["image"].dtype == torch.float32 and sample["image"].shape == (3, 80, 80)
     assert sample["landmarks"].dtype == torch.float32 and sample["landmarks"].shape == (68, 2)
     assert isinstance(sample["label"], int) and 0 <= sample["label"] < 7

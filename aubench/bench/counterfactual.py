@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from aubench.data.shortcut import cue_corners, cue_region_masks
 from aubench.data.synthetic import SyntheticFaces
 from aubench.explain import explain, get_explainer
 from aubench.explain.base import Explainer, Targets, resolve_targets
@@ -36,7 +37,7 @@ from aubench.explain.postprocess import default_postprocess
 from aubench.faces.codebook import ALL_AUS
 from aubench.faces.heatmaps import per_au_heatmaps
 from aubench.faces.landmarks import flip_landmarks, rescale_landmarks
-from aubench.faces.synth import Intervention, cue_box, sample_params
+from aubench.faces.synth import Intervention
 from aubench.metrics.causal import DoseResponse, dose_response, mirror_equivariance
 from aubench.metrics.per_au import per_au_energy
 
@@ -281,14 +282,7 @@ def cue_masks(faces: SyntheticFaces, indices: Sequence[int]) -> torch.Tensor:
     corner) — the same for every counterfactual of a face. In the frame of the rendered image,
     before any ``transform`` that moves pixels."""
     indices = _check_indices(faces, indices)
-    params = [sample_params(faces.seed, faces.split, i, faces.config) for i in indices]
-    drawn = torch.tensor([p.cue_class is not None for p in params], dtype=torch.bool)
-    corner = torch.tensor([p.scene.cue_corner for p in params], dtype=torch.long)
-    boxes = torch.zeros(2, faces.size, faces.size, dtype=torch.bool)  # corners 0 and 1
-    for side in (0, 1):
-        x0, y0, x1, y1 = cue_box(faces.size, side)
-        boxes[side, y0:y1, x0:x1] = True
-    return boxes[corner] & drawn[:, None, None]
+    return cue_region_masks(cue_corners(faces, indices), (faces.size, faces.size))
 
 
 class Mirrored(NamedTuple):

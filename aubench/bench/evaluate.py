@@ -39,12 +39,19 @@ for those columns is its evidence map's (``evidence_reason`` in the wide file; r
 ``no-present-aus``, ``no-region-aus``, ``no-landmarks``, ``outside``), so they are aggregated
 over the images whose evidence map is valid. :func:`evidence_summary` tells a cell's evidence:
 what did not match, the AUs without a region, and how each class's AUs agree with its prototype.
+
+A metric of kind ``cue`` (``cue_energy_share``) needs the synthetic faces: each sample then
+carries its shortcut patch's corner (:data:`~aubench.data.shortcut.CUE_KEY`), the batch's
+cue masks are built from the corners at the maps' size in one step, the wide file records which
+images have a patch (:data:`CUE_COLUMN`), and the rows of those metrics for faces without one
+have reason :data:`NO_CUE_REASON`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,10 +64,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from aubench.bench.causal_scores import counterfactual_source
 from aubench.bench.results import CLASSIFIER, RESULT_COLUMNS
 from aubench.data.au_evidence import EVIDENCE_KEY, NO_EVIDENCE, EvidenceFaces, split_evidence
 from aubench.data.batch import add_heatmaps
 from aubench.data.sample import IMAGENET_MEAN, IMAGENET_STD
+from aubench.data.shortcut import CUE_KEY, NO_CUE, cue_region_masks, synthetic_faces
 from aubench.data.transforms import EvalTransform, TransformedDataset
 from aubench.explain import INPUT, Explainer, explain, explain_batch, get_explainer
 from aubench.explain.postprocess import minmax, protocol_postprocess
@@ -71,6 +80,7 @@ from aubench.faces.evidence_spec import parse_evidence
 from aubench.faces.heatmaps import InvalidReason, count_reasons, per_au_heatmaps
 from aubench.faces.region_registry import get_region_model
 from aubench.metrics import (
+    METRICS,
     BatchContext,
     LayerMaps,
     MapFunction,
@@ -100,6 +110,11 @@ EVIDENCE_SUFFIX = "@evidence"
 EVIDENCE_KINDS = ("map", "dataset")
 #: The wide score file's column of the evidence maps' invalid reasons.
 EVIDENCE_REASON = "evidence_reason"
+#: The wide score file's column of whether each image carries a shortcut cue (written when a
+#: metric of kind ``cue`` is scored), and the per-image reason of those metrics' rows of the
+#: valid images without one (excluded from their means, counted).
+CUE_COLUMN = "cue"
+NO_CUE_REASON = "no-cue"
 
 
 def method_label(name: str, controls: Sequence[str]) -> str:
@@ -178,9 +193,11 @@ class ScoreStore:
         preds: torch.Tensor,
         vanished: torch.Tensor | None = None,
         evidence_reasons: torch.Tensor | None = None,
+        cues: torch.Tensor | None = None,
     ) -> None:
         """Start a batch with its images' positions in the split, ids, labels, invalid-reason
-        codes, predictions and (when given) vanished flags and evidence maps' reasons."""
+        codes, predictions and (when given) vanished flags, evidence maps' reasons and whether
+        each image carries a shortcut cue (:data:`CUE_COLUMN`)."""
         self._batch = {
             "index": np.asarray(index, dtype=np.int64),
             "id": np.asarray(ids, dtype=object),
@@ -192,6 +209,8 @@ class ScoreStore:
             self._batch["vanished"] = vanished.cpu().numpy().astype(bool)
         if evidence_reasons is not None:
             self._batch[EVIDENCE_REASON] = evidence_reasons.cpu().numpy().astype(np.int16)
+        if cues is not None:
+            self._batch[CUE_COLUMN] = cues.cpu().numpy().astype(bool)
 
     def add(self, key: tuple[str, str, str], scores: torch.Tensor) -> None:
         """Add the (B,) scores of column ``key`` = (method, layer, metric) to the batch."""
@@ -274,8 +293,12 @@ def evaluate_model(
     per_image = parse_evidence(evidence).per_image
     opened = open_split(config, split) if faces is None or per_image else None
     faces = opened if faces is None else faces
+    plain = faces  # what the AU counterfactuals render again (metric kinds causal, dose)
     if per_image:  # read for the split the faces are made from, position by position
         faces = EvidenceFaces(faces, split_evidence(opened, evidence))
+    cued = [name for name in metrics if get_metric(name).kind == "cue"]
+    if cued:  # each sample carries its cue's corner (the synthetic faces only)
+        synthetic_faces(faces, f"metric {', '.join(cued)} (the shortcut cue's pixels)")
     data = TransformedDataset(faces, EvalTransform(config.size), config.seed)
     count = len(data) if max_images is None else min(max_images, len(data))
     rank, world = shard
@@ -292,6 +315,9 @@ def evaluate_model(
         groups.setdefault(resolved, []).append(method)
     steps = {m.name: protocol_postprocess(m, config.size, protocol) for m in methods}
     regions = heatmap_regions(config, protocol)
+    counterfactual_of = counterfactual_source(
+        metrics, plain, config, model, groups, methods, steps, device=device, batch_size=batch_size
+    )
     # one set of scorers per (method, layer), created up front: every rank computes the same
     # dataset-level accumulators, in the same order, whatever its share of the images
     per_map = {
@@ -310,6 +336,8 @@ def evaluate_model(
         moved = {key: batch[key].to(device) for key in ("image", "label", "landmarks")}
         if per_image:
             moved[EVIDENCE_KEY] = batch[EVIDENCE_KEY].to(device)
+        if cued:
+            moved[CUE_KEY] = batch[CUE_KEY].to(device)
         batch = add_protocol_heatmaps({**batch, **moved}, config, protocol, evidence)
         images, labels, landmarks = batch["image"], batch["label"], batch["landmarks"]
         heatmaps, valid = batch["heatmap"], batch["valid"]
@@ -326,7 +354,9 @@ def evaluate_model(
         index = positions[number * batch_size : number * batch_size + len(labels)]
         reasons, vanished = batch["invalid_reason"], batch.get("vanished")
         against = batch.get(EVIDENCE_REASON)
-        scores.begin(index, batch["id"], labels, reasons, preds, vanished, against)
+        corners = batch.get(CUE_KEY)
+        cues = None if corners is None else corners != NO_CUE
+        scores.begin(index, batch["id"], labels, reasons, preds, vanished, against, cues)
         kept = samples.select(labels)
         if kept.numel():
             shown = batch["evidence_heatmap"][kept] if per_image else None
@@ -334,7 +364,10 @@ def evaluate_model(
         per_au = partial(
             per_au_heatmaps, landmarks, labels, codebook=config.codebook, regions=regions
         )
-        context = BatchContext(model, images, targets, heatmaps, valid, per_au)
+        cue_masks = None if corners is None else partial(cue_region_masks, corners)
+        context = BatchContext(model, images, targets, heatmaps, valid, per_au, cue_masks)
+        if counterfactual_of is not None:  # the batch's AU counterfactuals, computed on use
+            context = replace(context, counterfactuals=counterfactual_of(index, targets))
         keys, produced = [], []
         for method, per_layer in maps.items():
             label = method_label(method, controls)
@@ -478,12 +511,17 @@ def write_long_per_image(wide: Path, cell: dict, out: Path) -> None:
             against = base
             if EVIDENCE_REASON in part:  # the reasons of the columns against evidence maps
                 against = reason_names[part[EVIDENCE_REASON].to_numpy()]
+            if CUE_COLUMN in part:  # the cue metrics' rows of valid images without a cue
+                none = (base == "valid") & ~part[CUE_COLUMN].to_numpy()
+                no_cue = np.where(none, NO_CUE_REASON, base)
             pred = part.pred.to_numpy().astype(float)
             known = bool((pred != NO_PREDICTION).all())
             frames = [_frame(cell, part, CLASSIFIER, "", "pred", pred, base)] if known else []
             for method, layer, metric in keys:
                 value = part[f"{method}|{layer}|{metric}"].to_numpy()
                 shown = against if metric.endswith(EVIDENCE_SUFFIX) else base
+                if CUE_COLUMN in part and metric in METRICS and METRICS[metric].kind == "cue":
+                    shown = no_cue
                 reason = np.where((shown == "valid") & ~np.isfinite(value), UNDEFINED, shown)
                 frames.append(_frame(cell, part, method, layer, metric, value, reason))
             table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)

@@ -47,6 +47,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from aubench.bench.causal_scores import require_synthetic
 from aubench.bench.evaluate import (
     EVIDENCE_REASON,
     EVIDENCE_SUFFIX,
@@ -78,7 +79,7 @@ from aubench.bench.results import (
     write_results,
     write_samples,
 )
-from aubench.bench.suite import ExternalModel, Suite, SuiteError
+from aubench.bench.suite import ExternalModel, Suite, SuiteError, Training, Variant
 from aubench.explain import explain, get_explainer
 from aubench.faces.landmarks import MEAN_FACE
 from aubench.io import FolderLock, is_empty_folder, write_atomic
@@ -94,7 +95,9 @@ from aubench.train.model import build_model, get_method
 @dataclass(frozen=True)
 class Cell:
     """One (model, variant, seed) trained by ``config`` and evaluated on ``split``; for a model
-    evaluated as it is, ``entry`` with ``checkpoint``, and ``config`` its evaluation config."""
+    evaluated as it is, ``entry`` with ``checkpoint``, and ``config`` its evaluation config.
+    ``data``: the data spec the cell is evaluated on when its model trained on other data (a
+    variant's ``train: {data: …}``), else None (``config.data``)."""
 
     model: str
     variant: str
@@ -103,6 +106,12 @@ class Cell:
     config: TrainConfig
     entry: ExternalModel | None = None
     checkpoint: str | None = None
+    data: str | None = None
+
+    @property
+    def eval_config(self) -> TrainConfig:
+        """``config`` on the data the cell is evaluated on (:attr:`data`, else its own)."""
+        return self.config if self.data is None else self.config.replace(data=self.data)
 
     @property
     def given(self) -> str:
@@ -132,10 +141,8 @@ def plan(suite: Suite) -> list[Cell]:
     checkpoints (at the first seed)."""
     split, seed = suite.eval.split, suite.seeds[0]
     trained = [
-        Cell(
-            t.label, variant.name, seed, split, suite.train_config(t.model, variant, seed, t.entry)
-        )
-        for t in suite.trainings
+        _trained_cell(suite, training, variant, seed)
+        for training in suite.trainings
         for variant in suite.variants
         for seed in suite.seeds
     ]
@@ -145,6 +152,15 @@ def plan(suite: Suite) -> list[Cell]:
         for variant, checkpoint in entry.variants()
     ]
     return trained + given
+
+
+def _trained_cell(suite: Suite, training: Training, variant: Variant, seed: int) -> Cell:
+    """The cell of ``training`` as ``variant`` at ``seed``: evaluated on the suite's data, also
+    when the variant trains on other data (its ``train: {data: …}``)."""
+    config = suite.train_config(training.model, variant, seed, training.entry)
+    shared = suite.train.get("data", suite.data)  # what the variants train on by default
+    data = shared if variant.train.get("data", shared) != shared else None
+    return Cell(training.label, variant.name, seed, suite.eval.split, config, data=data)
 
 
 def check_suite(suite: Suite) -> None:
@@ -160,8 +176,19 @@ def check_suite(suite: Suite) -> None:
     scored with.
     Raises :class:`SuiteError` naming the model, the explainer and its layers, e.g. CAM asked
     for a layer that does not feed the global average pool, or the method entry of a method on
-    a model it cannot use (``methods.6 (tscam on resnet10t): … needs a ViT/DeiT``).
+    a model it cannot use (``methods.6 (tscam on resnet10t): … needs a ViT/DeiT``). A metric
+    of the shortcut cue (kind ``cue``) needs the synthetic faces as the evaluated data.
     """
+    cued = [name for name in suite.metrics if describe_column(name).kind == "cue"]
+    if cued and suite.data.partition(":")[0].strip() != "synthetic":
+        raise SuiteError(
+            f"metrics: {', '.join(cued)} scores the shortcut cue's pixels, which only the "
+            f"built-in synthetic faces know; data is {suite.data!r} (use synthetic:…,shortcut=ρ)"
+        )
+    try:  # AU counterfactuals (kinds causal, dose): the synthetic faces only
+        require_synthetic(suite.metrics, suite.data)
+    except ValueError as err:
+        raise SuiteError(f"metrics: {err}") from None
     for training in suite.trainings:
         seed = suite.seeds[0]
         configs = [
@@ -452,6 +479,8 @@ def _evaluate_cell(
             fit(cell.config, out=folder, device=str(device), progress=shown)
         model, config, _ = load_trained(folder, device)
         settings |= producer_settings(suite, config, model)  # a method's own map
+        if cell.data is not None:  # trained on other data (the variant's): scored on the suite's
+            config = config.replace(data=cell.data)
         samples, dataset = evaluate_model(model, config, **settings, **common)
     elif cell.entry.maps is not None:
         samples, dataset, details = score_given_maps(
@@ -473,7 +502,7 @@ def _evaluate_cell(
         if samples:
             write_samples(sample_file(run, cell.model, cell.variant, cell.seed), samples)
         empty = suite.aggregation.empty_class  # needs the dataset's classes
-        classes = None if empty is None else open_split(cell.config, cell.split).num_classes
+        classes = None if empty is None else open_split(cell.eval_config, cell.split).num_classes
         rows = aggregate_cell(
             wide,
             meta,
@@ -488,7 +517,9 @@ def _evaluate_cell(
         if suite.protocol != "aubench":  # the fixes it keeps, counted (manifest "fixes")
             write_atomic(cell_fixes_file(run, cell), json.dumps(fix_counts(wide)).encode())
         if suite.evidence != "codebook":  # its counts and agreement (manifest "evidence")
-            found = evidence_summary(wide, cell.config, cell.split, suite.evidence, suite.protocol)
+            found = evidence_summary(
+                wide, cell.eval_config, cell.split, suite.evidence, suite.protocol
+            )
             write_atomic(cell_evidence_file(run, cell), json.dumps(found).encode())
         if cell.entry is not None:
             fingerprint = source_fingerprint(cell.entry, cell.checkpoint)
@@ -707,7 +738,7 @@ def _git_commit() -> str | None:
 
 def _eval_fingerprint(cell: Cell) -> str:
     """The content fingerprint of the cell's evaluated split (see ``content_fingerprint``)."""
-    return open_split(cell.config, cell.split).content_fingerprint
+    return open_split(cell.eval_config, cell.split).content_fingerprint
 
 
 def cell_data_file(run: Path, cell: Cell) -> Path:

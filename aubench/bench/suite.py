@@ -223,12 +223,17 @@ class Preset(_Strict):
 
 #: Variant fields a variant's ``train`` cannot set: the variant's own fields set them.
 _VARIANT_FIELDS = ("guided", "lam", "layers", "loss")
+#: TrainConfig fields a variant's ``train`` cannot set: the suite and the cell set them (a
+#: variant may set ``data``: what its models train on).
+_VARIANT_CELL_FIELDS = tuple(key for key in _CELL_FIELDS if key != "data")
 
 
 class Variant(_Strict):
     """One way of training each model: the baseline (``guided: false``) or an AU-guided one,
     with ``train``: TrainConfig fields of this variant's models only (``{evidence: facs}``:
-    aligned with each image's own AUs instead of the codebook's)."""
+    aligned with each image's own AUs instead of the codebook's; ``{data: SPEC}``: trained on
+    other data, e.g. ``synthetic:n=1500,shortcut=0.9``, while every cell is still evaluated on
+    the suite's ``data``, as in the ``shortcut`` suite)."""
 
     name: str = Field(description="column/legend name, e.g. baseline, guided, lam-8")
     guided: bool = Field(False, description="add the alignment loss")
@@ -240,13 +245,14 @@ class Variant(_Strict):
     train: dict[str, Any] = Field(
         default_factory=dict,
         description="TrainConfig fields of this variant only, over the suite's and its method's "
-        "train (e.g. evidence: facs)",
+        "train (e.g. evidence: facs; data: the data its models train on, the cells being "
+        "evaluated on the suite's data)",
     )
 
     @field_validator("train")
     @classmethod
     def _variant_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in (*_VARIANT_FIELDS, *_CELL_FIELDS):
+        for key in (*_VARIANT_FIELDS, *_VARIANT_CELL_FIELDS):
             if key in value:
                 where = (
                     f"the variant itself ({key}: …)"

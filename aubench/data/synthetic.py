@@ -52,7 +52,8 @@ class SyntheticFaces(Dataset):
     Each item is a dict: ``image`` float32 (3, size, size) — RGB in [0, 1], then
     ``(x − IMAGENET_MEAN) / IMAGENET_STD`` when ``normalize`` —, ``label`` int (canonical order),
     ``landmarks`` float32 (68, 2) (x, y) pixels, ``id`` ``"synthetic-<split>-<index:06d>"``,
-    ``shortcut`` bool (whether the class-coloured cue was drawn) and ``au_intensity`` float32
+    ``shortcut`` bool (whether the class-coloured cue was drawn), ``cue_corner`` int (its corner
+    for :func:`~aubench.faces.synth.cue_box`, −1: none) and ``au_intensity`` float32
     (len(ALL_AUS),): the intensity each AU was drawn at, 0 for absent AUs, indexed like
     :data:`aubench.faces.codebook.ALL_AUS` (the ground-truth AU evidence). ``transform`` (a
     callable on that dict) is applied last.
@@ -187,6 +188,7 @@ class SyntheticFaces(Dataset):
             "id": self.sample_id(index, intervention),
             "shortcut": face.shortcut,
             "au_intensity": torch.from_numpy(face.au_intensity),
+            "cue_corner": face.cue_corner,
         }
         if self.config.one_sided:
             sample["au_side"] = face.side

@@ -288,7 +288,8 @@ class SynthSample(NamedTuple):
     (whether the shortcut patch was drawn) and ``au_intensity`` float32
     (len(ALL_AUS),): the intensity each AU was drawn at (0: absent), indexed like
     :data:`ALL_AUS` — the ground-truth AU evidence, after any :class:`Intervention`; ``side``
-    the half of the face its one-sided AUs are on (:attr:`FaceParams.side`; 0: both)."""
+    the half of the face its one-sided AUs are on (:attr:`FaceParams.side`; 0: both);
+    ``cue_corner`` the shortcut patch's corner (:func:`cue_box`), −1 when none was drawn."""
 
     image: np.ndarray
     landmarks: np.ndarray
@@ -296,6 +297,7 @@ class SynthSample(NamedTuple):
     shortcut: bool
     au_intensity: np.ndarray
     side: int = 0
+    cue_corner: int = -1
 
 
 class Intervention:
@@ -945,7 +947,7 @@ def _unit_face(identity: Identity, intensity: np.ndarray, side: int = 0) -> np.n
     if side == 0:
         motion = intensity @ _MOTION_FLAT
     else:
-        motion = intensity @ (MOTION * (_LANDMARK_SIDE == side)[None, :, None]).reshape(
+        motion = intensity @ (MOTION * (side == _LANDMARK_SIDE)[None, :, None]).reshape(
             len(ALL_AUS), -1
         )
     return identity.shape + motion.reshape(NUM_LANDMARKS, 2) * identity.iod
@@ -1047,6 +1049,7 @@ def render_as_sample(
         params.cue_class is not None,
         intensity.astype(np.float32),
         params.side,
+        -1 if params.cue_class is None else params.scene.cue_corner,
     )
 
 

@@ -42,6 +42,7 @@ from aubench.metrics.faithfulness import (
 )
 from aubench.metrics.kinds import (
     ACCURACY,
+    COUNTERFACTUAL_KINDS,
     SCORERS,
     BatchContext,
     Column,
@@ -85,6 +86,7 @@ __all__ = [
     "ACCURACY",
     "CATEGORIES",
     "CAUSAL_METRICS",
+    "COUNTERFACTUAL_KINDS",
     "KINDS",
     "METRICS",
     "SCOPES",

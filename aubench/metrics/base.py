@@ -58,8 +58,11 @@ CATEGORIES = (
 )
 #: How a metric is called: ``map`` — ``(maps, heatmaps, valid) -> (B,)``; ``per_au`` —
 #: ``(maps, regions (B, K, H, W), valid) -> (B, K)``; ``model`` — needs a model and images;
-#: ``sanity`` — needs a model and a map function; ``dataset`` — a streaming accumulator class.
-KINDS = ("map", "per_au", "model", "sanity", "dataset")
+#: ``sanity`` — needs a model and a map function; ``dataset`` — a streaming accumulator class;
+#: ``cue`` — ``(maps, cue_masks (B, H, W) bool, valid) -> (B,)``, the synthetic faces' shortcut cue;
+#: ``causal`` — ``(energy (B, A), effects (B, A), present (B, A)) -> (B,)``, per-AU energies
+#: against AU counterfactuals' effects; ``dose`` — ``(energies, logits (S, B, D)) -> (B, D)``.
+KINDS = ("map", "per_au", "model", "sanity", "dataset", "cue", "causal", "dose")
 #: What a metric's scores depend on: ``map`` — each (producer, layer)'s maps, scored once per
 #: map; ``model`` — the model and the AU regions only (AU occlusion), scored once per batch.
 SCOPES = ("map", "model")

@@ -17,27 +17,35 @@ AU alone is removed. These functions score maps against such effects, and two re
 
 They take tensors only (any device) and return NaN where a score is undefined. None of them has
 the map-metric signature ``(maps, heatmaps, valid)`` with an AU heatmap as second argument, so
-none is in :data:`~aubench.metrics.base.METRICS` (no scorer calls them by name);
-:data:`CAUSAL_METRICS` holds their metadata as :class:`~aubench.metrics.base.Metric` records
-(direction, range, category; ``kind`` records the shape of their columns: ``per_au`` for the
-dose-response pair, one column per AU ``<prefix>:AU<k>``, one per image otherwise).
+none is scored as a map metric. :func:`cue_energy_share` is registered in
+:data:`~aubench.metrics.base.METRICS` as the one metric of kind ``cue`` (a suite may list it: the
+evaluation gives it each image's cue mask, :class:`~aubench.metrics.kinds.CueScores`); the
+others are not (no scorer calls them by name). :data:`CAUSAL_METRICS` holds the metadata of
+all as :class:`~aubench.metrics.base.Metric` records (direction, range, category; ``kind``
+records the shape of their columns: ``per_au`` for the dose-response pair, one column per AU
+``<prefix>:AU<k>``, ``cue`` for the cue share, one per image otherwise). The agreement and
+dose-response functions are registered too, under the names a suite lists (kinds ``causal``
+and ``dose``; :data:`SUITE_METRICS`: ``au_agreement``, ``au_top1``, ``dose_slope``,
+``dose_corr``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 
 from aubench.metrics._ranking import average_ranks
-from aubench.metrics.base import Metric, check_tensor, safe_ratio
+from aubench.metrics.base import METRICS, Metric, check_tensor, register, safe_ratio
 from aubench.metrics.correlation import pearson
 from aubench.metrics.point import energy_pointing_game
 
 __all__ = [
     "CAUSAL_METRICS",
+    "SUITE_METRICS",
     "DoseResponse",
     "au_attribution_agreement",
     "au_top1_agreement",
@@ -159,6 +167,7 @@ def dose_response(energies: torch.Tensor, logit_changes: torch.Tensor) -> DoseRe
     )
 
 
+@register("cue_energy_share", higher_is_better=False, range=(0.0, 1.0), category="mass", kind="cue")
 def cue_energy_share(
     maps: torch.Tensor,
     cue_masks: torch.Tensor,
@@ -169,13 +178,14 @@ def cue_energy_share(
     the region). Lower is better: a model that reads the cue, or a map that points at it.
 
     Args:
-        maps: (B, H, W) maps at the resolution of the masks.
+        maps: (B, H, W) maps at the resolution of the masks, or (P, B, H, W): the maps of P
+            producers of the same images (scores (P, B)).
         cue_masks: (B, H, W) bool, the cue's pixels (all False where no cue was drawn).
         valid: (B,) bool, None for all.
 
     Returns:
-        (B,) in [0, 1]; NaN for invalid samples, non-finite maps, maps with no positive value
-        and samples without a cue.
+        (B,) (or (P, B)) in [0, 1]; NaN for invalid samples, non-finite maps, maps with no
+        positive value and samples without a cue.
     """
     check_tensor("cue_masks", cue_masks, 3, "(B, H, W)")
     if cue_masks.dtype != torch.bool:
@@ -290,7 +300,40 @@ CAUSAL_METRICS: dict[str, Metric] = {
             kind="per_au",
             column_prefix="dose_corr",
         ),
-        Metric("cue_energy_share", cue_energy_share, False, (0.0, 1.0), "mass", "map"),
+        METRICS["cue_energy_share"],
         Metric("mirror_equivariance", mirror_equivariance, True, (-1.0, 1.0), "sanity", "map"),
     )
 }
+
+#: The causal metrics a suite lists (registered in :data:`~aubench.metrics.base.METRICS`),
+#: scored by the evaluation on the synthetic faces' AU counterfactuals
+#: (:mod:`aubench.bench.causal_scores`), their metadata that of the functions above:
+#:
+#: - ``au_agreement`` (kind ``causal``): :func:`au_attribution_agreement` per image of the
+#:   map's energy share per AU region against the target logit's drop when each AU is removed;
+#: - ``au_top1`` (kind ``causal``): :func:`au_top1_agreement`, the same inputs;
+#: - ``dose_slope``, ``dose_corr`` (kind ``dose``): :func:`dose_response`'s slope and r, per
+#:   AU (columns ``dose_slope:AU<k>``) and their mean over each image's AUs (``dose_slope``).
+SUITE_METRICS: dict[str, Metric] = {
+    metric.name: metric
+    for metric in (
+        replace(CAUSAL_METRICS["au_attribution_agreement"], name="au_agreement", kind="causal"),
+        replace(CAUSAL_METRICS["au_top1_agreement"], name="au_top1", kind="causal"),
+        replace(
+            CAUSAL_METRICS["dose_response_slope"],
+            name="dose_slope",
+            kind="dose",
+            column_prefix=None,
+        ),
+        replace(
+            CAUSAL_METRICS["dose_response_correlation"],
+            name="dose_corr",
+            kind="dose",
+            column_prefix=None,
+        ),
+    )
+}
+for _name, _metric in SUITE_METRICS.items():
+    if _name in METRICS:
+        raise ValueError(f"metric {_name!r} is already registered")
+    METRICS[_name] = _metric

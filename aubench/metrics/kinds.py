@@ -20,6 +20,16 @@ batch at once, so that a kind can share work across the producers.
   depth, top first (label ``<module>``, shown in that order); none for control maps.
 - ``dataset``: ``fn() ->`` a streaming accumulator updated with ``(maps, heatmaps, valid)``; no
   per-image column, one value per metric at the end.
+- ``cue``: ``fn(maps, cue_masks (B, H, W) bool, valid) -> (B,)``, the pixels of each image's
+  shortcut cue (the synthetic faces', :attr:`BatchContext.cue_masks`) in place of the heatmaps;
+  one column each, its name; every producer of a batch in one call.
+- ``causal``: ``fn(energy (B, A), effects (B, A), present (B, A)) -> (B,)``: each map's energy
+  share per AU against the AUs' causal effects on the model (the synthetic faces' AU
+  counterfactuals, :attr:`BatchContext.counterfactuals`); one column each, its name; every
+  producer of a batch shares the batch's effects.
+- ``dose``: ``fn(energies (S, B, D), logits (S, B, D)) -> (B, D)``: each AU drawn at S
+  intensity scales; a column ``<prefix>:AU<k>`` per AU k the faces can show, plus one named
+  ``<prefix>`` holding each image's mean over its AUs (``dose_slope``, ``dose_slope:AU6``).
 
 ``<prefix>`` is the metric's ``column_prefix`` (default its name): ``au_energy``,
 ``sanity_spearman``. :func:`describe_column` gives the metadata of any column name the bench
@@ -28,10 +38,11 @@ writes (``accuracy`` included), so readers of results never parse names themselv
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -40,9 +51,11 @@ from aubench.metrics.sanity import MapFunction
 
 __all__ = [
     "ACCURACY",
+    "COUNTERFACTUAL_KINDS",
     "SCORERS",
     "BatchContext",
     "Column",
+    "Counterfactuals",
     "LayerMaps",
     "Scorer",
     "derived_column",
@@ -53,6 +66,39 @@ __all__ = [
 #: ``size (H, W) -> (regions (B, K, H, W), aus)``: each AU's region map at that size
 #: (as :func:`aubench.faces.heatmaps.per_au_heatmaps`).
 AURegions = Callable[[tuple[int, int]], tuple[torch.Tensor, Sequence[int]]]
+#: ``size (H, W) -> (B, H, W) bool``: each image's shortcut-cue pixels at that size (all False
+#: where none was drawn; :func:`aubench.data.shortcut.cue_region_masks`).
+CueMasks = Callable[[tuple[int, int]], torch.Tensor]
+
+
+#: The kinds scored on AU counterfactuals (:attr:`BatchContext.counterfactuals`).
+COUNTERFACTUAL_KINDS = ("causal", "dose")
+
+
+class Counterfactuals(Protocol):
+    """A batch's AU counterfactuals (the synthetic faces': :mod:`aubench.bench.causal_scores`),
+    as kinds ``causal`` and ``dose`` read them; each result is computed once per batch.
+
+    ``aus``: the D AUs of the ``dose`` columns, by number.
+    """
+
+    aus: tuple[int, ...]
+
+    def effects(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, A) the target logit's drop when each AU alone is removed (NaN where the face
+        lacks it) and (B, A) bool the AUs each face shows."""
+        ...
+
+    def energy(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(P, B, A) each of P producers' (B, H, W) maps' energy share in each AU's region,
+        columns as :meth:`effects`."""
+        ...
+
+    def dose(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, S, B, D) each producer's map energy in AU ``aus[d]``'s region and (S, B, D) the
+        target logit as that AU is drawn at each of S scales (NaN where the face lacks it),
+        producers in the order the scorers of the batch are updated."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +107,9 @@ class BatchContext:
 
     ``model`` in eval mode; ``images`` (B, C, H, W) its inputs; ``targets`` (B,) the explained
     classes; ``heatmaps`` (B, H, W) the AU heatmaps; ``valid`` (B,) bool; ``au_regions`` the
-    per-AU regions of the batch at a given size.
+    per-AU regions of the batch at a given size; ``cue_masks`` its images' shortcut-cue pixels
+    at a given size (None: the data has no known cue, e.g. not the synthetic faces);
+    ``counterfactuals`` its AU counterfactuals (None: not the synthetic faces).
     """
 
     model: torch.nn.Module
@@ -70,6 +118,8 @@ class BatchContext:
     heatmaps: torch.Tensor
     valid: torch.Tensor
     au_regions: AURegions
+    cue_masks: CueMasks | None = None
+    counterfactuals: Counterfactuals | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +322,118 @@ class DatasetScores(Scorer):
         return {name: float(acc.compute()) for name, acc in self.accumulators.items()}
 
 
+class CueScores(Scorer):
+    """Shortcut-cue metrics: ``fn(maps, cue_masks, valid)`` with the batch's cue masks at the
+    maps' size, for every producer of a batch at once (their maps stacked to (P, B, H, W)).
+    Images without a cue score NaN (excluded from the means, counted as undefined); a batch
+    without cue masks (data other than the synthetic faces) raises ``ValueError``."""
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        (columns,) = self.update_together([self], batch, [_maps(maps)])
+        return columns
+
+    @classmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        metrics = {m.name: m for scorer in scorers for m in scorer.metrics}
+        names = sorted(metrics)
+        if batch.cue_masks is None:
+            raise ValueError(
+                f"metric(s) {', '.join(names)} score the shortcut cue's pixels, which only the "
+                "built-in synthetic faces know (data synthetic:…,shortcut=ρ); this batch has none"
+            )
+        stacked = torch.stack([_maps(layer).maps for layer in maps])
+        cues = batch.cue_masks(tuple(stacked.shape[-2:]))
+        scored = {name: metric(stacked, cues, batch.valid) for name, metric in metrics.items()}
+        return [{m.name: scored[m.name][k] for m in s.metrics} for k, s in enumerate(scorers)]
+
+
+class CausalScores(Scorer):
+    """AU attribution agreement: ``fn(energy, effects, present)`` per image, the energies of
+    every producer of a batch from one call and the batch's causal effects computed once
+    (:attr:`BatchContext.counterfactuals`); control maps are scored too (they should score
+    near chance). NaN for invalid samples."""
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        (columns,) = self.update_together([self], batch, [_maps(maps)])
+        return columns
+
+    @classmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        source = _counterfactuals(batch, scorers)
+        effects, present = source.effects()
+        energy = source.energy([_maps(layer).maps for layer in maps])
+        out = []
+        for scorer, mine in zip(scorers, energy, strict=True):
+            out.append(
+                {
+                    m.name: _where_valid(m(mine, effects.to(mine.device), present), batch.valid)
+                    for m in scorer.metrics
+                }
+            )
+        return out
+
+
+class DoseScores(Scorer):
+    """Dose-response per AU: ``fn(energies, logits)`` (B, D) of each producer from the batch's
+    dose curves (:meth:`Counterfactuals.dose`, computed once for every producer); column
+    ``<prefix>:AU<k>`` per AU of :attr:`Counterfactuals.aus` and ``<prefix>`` the mean over
+    each image's AUs with a score (NaN: none). NaN for invalid samples."""
+
+    derives = True
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        (columns,) = self.update_together([self], batch, [_maps(maps)])
+        return columns
+
+    @classmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        source = _counterfactuals(batch, scorers)
+        energies, logits = source.dose()
+        if len(energies) == 0:  # no face of the batch shows an AU: no producer was called
+            energies = logits.new_full((len(maps), *logits.shape), math.nan)
+        if len(energies) != len(maps):
+            raise ValueError(
+                f"the dose curves hold {len(energies)} producers' energies for {len(maps)} maps"
+            )
+        out = []
+        for scorer, mine in zip(scorers, energies, strict=True):
+            columns = {}
+            for metric in scorer.metrics:
+                scores = metric(mine, logits.to(mine.device))  # (B, D)
+                known = scores.isfinite()
+                mean = torch.where(known, scores, 0).sum(1) / known.sum(1)  # 0/0: NaN
+                columns[metric.name] = _where_valid(mean, batch.valid)
+                for d, au in enumerate(source.aus):
+                    column = Column.of(metric, f"AU{au}").name
+                    columns[column] = _where_valid(scores[:, d], batch.valid)
+            out.append(columns)
+        return out
+
+    order = staticmethod(PerAUScores.order)
+
+
+def _counterfactuals(batch: BatchContext, scorers: Sequence[Scorer]) -> Counterfactuals:
+    """The batch's counterfactuals; ``ValueError`` naming the metrics when it has none."""
+    if batch.counterfactuals is None:
+        names = sorted({m.name for scorer in scorers for m in scorer.metrics})
+        raise ValueError(
+            f"metric(s) {', '.join(names)} score maps against AU counterfactuals, which only "
+            "the built-in synthetic faces can render (data synthetic:…); this batch has none"
+        )
+    return batch.counterfactuals
+
+
+def _where_valid(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``scores`` (B,) with NaN where ``valid`` (B,) is False."""
+    return torch.where(valid.to(scores.device), scores, math.nan)
+
+
 #: kind → its scorer, in the order a (producer, layer)'s columns are written.
 SCORERS: dict[str, type[Scorer]] = {
     "map": MapScores,
@@ -279,6 +441,9 @@ SCORERS: dict[str, type[Scorer]] = {
     "per_au": PerAUScores,
     "sanity": SanityScores,
     "dataset": DatasetScores,
+    "cue": CueScores,
+    "causal": CausalScores,
+    "dose": DoseScores,
 }
 
 

@@ -2,10 +2,11 @@
 
 Layout of the output folder (default ``RUN/report``)::
 
-    tables/<name>.tex      booktabs tables (main, evidence, agreement, layers, lambda,
-                           ablation, per_au, sanity, metrics_<cat>)
+    tables/<name>.tex      booktabs tables (main, shortcut, evidence, agreement, layers,
+                           lambda, ablation, per_au, sanity, counterfactual, metrics_<cat>)
     figures/<name>.png|pdf samples_<model> (a run of several methods: samples), agreement,
-                           layers, metrics, per_au, lambda, sanity, confusion
+                           layers, metrics, shortcut, per_au, lambda, sanity, dose-response,
+                           confusion
     report.md              run facts, the tables as Markdown, the figures, notes
 
 Only the results store is read (results, per_image, samples, manifest); every file is written
@@ -29,6 +30,7 @@ from aubench.report import figures as fig
 from aubench.report.latex import PACKAGES, render_latex
 from aubench.report.markdown import render_report
 from aubench.report.runs import CODEBOOK, RunData
+from aubench.report.shortcut import shortcut_figure, shortcut_table
 from aubench.report.stats import EXACT_MAX_PAIRS, RESAMPLES
 from aubench.report.tables import DEFAULT_PROTOCOL, choose_metrics, report_tables, run_protocol
 
@@ -62,6 +64,9 @@ def write_report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     tables = report_tables(data, metrics)
+    shortcut = shortcut_table(data, choose_metrics(data, metrics))
+    if shortcut is not None:  # a shortcut sweep (the shortcut suite): after the main table
+        tables.insert(1, shortcut)
     kept = []
     for table in tables:
         path = out / "tables" / f"{table.name}.tex"
@@ -79,9 +84,11 @@ def write_report(
         ("AUs each class shows vs its prototype", "agreement", fig.agreement_figure(data)),
         ("Scores per layer", "layers", fig.layer_curves(data, chosen)),
         ("Accuracy and metrics per method", "metrics", fig.metric_bars(data, chosen)),
+        ("Scores against the shortcut ρ in training", "shortcut", shortcut_figure(data)),
         ("Per-AU energy share", "per_au", fig.per_au_bars(data)),
         ("λ curve", "lambda", fig.lambda_curve(data, chosen)),
         ("Cascading randomisation", "sanity", fig.sanity_curves(data)),
+        ("Dose-response per AU", "dose-response", fig.dose_response_map(data)),
         ("Confusion matrices (row-normalised)", "confusion", fig.confusion_figure(data)),
     ]
     written = []

@@ -402,6 +402,45 @@ def sanity_curves(run: RunData) -> Figure | None:
     return figure
 
 
+def dose_response_map(run: RunData, metric: str = "dose_corr") -> Figure | None:
+    """The dose-response correlation per AU (columns) of each method and control (rows), one
+    panel per model (rows) and variant (columns): the macro over classes of
+    ``<metric>:AU<k>``, coloured from −1 (red) to 1 (blue), the value written in each cell
+    (blank: no face scored it, e.g. a control whose energy does not move). None without such
+    rows."""
+    columns = sorted(
+        (m for m in run.results["metric"].unique() if m.startswith(f"{metric}:")),
+        key=lambda m: (derived_column(m).order, m),
+    )
+    if not columns:
+        return None
+    aus = [derived_column(m).label for m in columns]
+    producers = [*run.methods, *run.controls]
+    width, height = 0.75 + 0.34 * len(aus), 0.5 + 0.26 * len(producers)
+    figure, axes = _grid(len(run.models), len(run.variants), width, height)
+    norm = Normalize(-1.0, 1.0)
+    for r, model in enumerate(run.models):
+        for c, variant in enumerate(run.variants):
+            ax = axes[r, c]
+            values = np.array(
+                [[run.cell(model, variant, p, m)[0] for m in columns] for p in producers]
+            )
+            ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", norm=norm, aspect="auto")
+            for (i, j), value in np.ndenumerate(values):
+                if np.isfinite(value):
+                    shade = "white" if abs(value) > 0.6 else "black"
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5, color=shade)
+            ax.set_xticks(range(len(aus)), aus, rotation=90)
+            ax.set_yticks(range(len(producers)), producers)
+            ax.axhline(len(run.methods) - 0.5, color="0.2", lw=0.8)  # the controls below
+            ax.set_title(f"{model}, {run.labels[variant]}", fontsize=8)
+            ax.tick_params(labelsize=6)
+    bar = figure.colorbar(ScalarMappable(norm, "RdBu"), ax=axes[:, -1].tolist(), shrink=0.8)
+    bar.set_label(f"{metric} (r of AU energy vs logit)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    return figure
+
+
 def confusion_figure(run: RunData) -> Figure | None:
     """Row-normalised confusion matrices per model (rows) and variant (columns), pooled over
     seeds; None without per-image ``pred`` rows."""

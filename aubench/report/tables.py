@@ -12,6 +12,7 @@ Tables (file stems in brackets):
 - sweeps, variants × {accuracy, metric × method}: λ (``lambda``; the paper's Fig. 5 as a table)
   and aligned layers (``ablation``; the paper's Table 3);
 - per-AU energy shares, methods × variants × AUs (``per_au``);
+- the faithfulness scores on AU counterfactuals, methods × variants (``counterfactual``);
 - in a run scored against per-image AU evidence too (``manifest["evidence"]``): each method's
   headline metrics against the codebook's heatmaps and against the evidence's, side by side
   per variant (``evidence``), and each class's codebook–evidence agreement (``agreement``, a
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from aubench.bench.results import CLASSIFIER
-from aubench.metrics import derived_column
+from aubench.metrics import COUNTERFACTUAL_KINDS, METRICS, derived_column
 from aubench.report.runs import (
     ACCURACY,
     CELL_KEY,
@@ -589,11 +590,52 @@ def sanity_table(run: RunData) -> Table | None:
     return replace(table, ranked=False)
 
 
+def counterfactual_metrics(run: RunData) -> list[str]:
+    """The run's metrics scored on AU counterfactuals (``au_agreement``, ``au_top1``, and the
+    AU means ``dose_slope``, ``dose_corr``: kinds ``causal`` and ``dose``), in run order."""
+    return [
+        m for m in run.map_metrics() if m in METRICS and METRICS[m].kind in COUNTERFACTUAL_KINDS
+    ]
+
+
+def counterfactual_table(run: RunData) -> Table | None:
+    """Methods (then controls) × variants × the counterfactual metrics (``counterfactual``):
+    per image, the rank agreement of the map's per-AU energy with the AUs' causal effects and
+    its top-1 hit, and the dose-response slope and correlation averaged over the image's AUs;
+    macro over classes. None when the run has none."""
+    metrics = counterfactual_metrics(run)
+    if not metrics:
+        return None
+    title = (
+        "Faithfulness on AU counterfactuals: agreement of each map's per-AU energy with the "
+        "logit drop when the AU is removed, and dose-response of its AU energy to the AU's "
+        "intensity (mean over each face's AUs), without and with AU guidance."
+    )
+    table = method_table(run, metrics, name="counterfactual", title=title, accuracy=False)
+    if table is None:
+        return None
+    remark = (
+        "au_agreement: Spearman's rank correlation, per face, of the map's energy share in "
+        "each AU region with the target logit's drop when that AU alone is removed; au_top1: "
+        "whether the "
+        "map's most energetic AU is the most harmful to remove; dose_slope, dose_corr: the "
+        "slope and Pearson's r of the map's energy in an AU's region against the target logit "
+        "as the AU is drawn at 0, 0.25, 0.5, 0.75 and 1 times its intensity, averaged over the "
+        "face's AUs. Controls ignore the model: a faithful method should score clearly above "
+        "them."
+    )
+    return replace(table, remarks=(*table.remarks, remark))
+
+
 def category_tables(run: RunData, shown: Sequence[str]) -> list[Table]:
     """One methods × variants table per metric category that has a metric not in ``shown``
-    (``metrics_<category>``), with all of that category's metrics."""
+    (``metrics_<category>``), with all of that category's metrics (those scored on AU
+    counterfactuals have their own table, :func:`counterfactual_table`)."""
     categories: dict[str, list[str]] = {}
+    causal = set(counterfactual_metrics(run))
     for metric in run.map_metrics():
+        if metric in causal:
+            continue
         categories.setdefault(run.info(metric).category, []).append(metric)
     tables = [
         method_table(
@@ -632,8 +674,8 @@ def run_protocol(run: RunData) -> str:
 
 def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Table | TextTable]:
     """Every table the run supports, in report order: main, evidence, agreement, layers,
-    lambda, ablation, per_au, sanity, then the per-category tables. Under a protocol other than
-    aubench's own, each caption ends by naming it."""
+    lambda, ablation, per_au, sanity, counterfactual, then the per-category tables. Under a
+    protocol other than aubench's own, each caption ends by naming it."""
     chosen = choose_metrics(run, metrics)
     tables = [
         method_table(run, chosen),
@@ -644,6 +686,7 @@ def report_tables(run: RunData, metrics: Sequence[str] | None = None) -> list[Ta
         sweep_table(run, "layers", chosen),
         per_au_table(run),
         sanity_table(run),
+        counterfactual_table(run),
         *category_tables(run, chosen),
     ]
     protocol = run_protocol(run)
