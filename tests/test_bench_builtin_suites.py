@@ -18,7 +18,13 @@ import pytest
 from matplotlib.image import imread
 
 from aubench.bench.evaluate import method_label
-from aubench.bench.results import read_manifest, read_results, read_samples, sample_file
+from aubench.bench.results import (
+    read_manifest,
+    read_per_image,
+    read_results,
+    read_samples,
+    sample_file,
+)
 from aubench.bench.runner import (
     check_suite,
     describe_plan,
@@ -64,6 +70,8 @@ SHRUNK = {
         "variants=[{name: baseline-rho0, train: {data: 'synthetic:n=96'}}, "
         "{name: guided-rho1.0, guided: true, train: {data: 'synthetic:n=96,shortcut=1.0'}}]",
     ],
+    # contempt's AUs on one side: 16 test faces hold two contempt faces
+    "laterality": ["data=synthetic:n=96,codebook=emfacs,one_sided=true", "eval.max_images=16"],
     # faces drawn as the suite draws them, 56 to train on; 14 test faces: each class twice
     "evidence": [
         "data=synthetic:n=56,codebook=emfacs",
@@ -116,6 +124,14 @@ def test_builtin_suite_runs_in_miniature_with_every_producer_at_its_layers(name,
         depths = sorted(m for m in set(table.metric) if m.startswith("sanity_spearman:"))
         assert len(tables["sanity"].value) == len(depths) > 1
         assert (report / "figures" / "sanity.png").is_file()
+    if "lateral_share" in suite.metrics:  # contempt faces only; mirror: no control
+        per_image = read_per_image(run)
+        lateral = per_image[per_image.metric == "lateral_share"]
+        contempt = lateral.label == 7
+        assert lateral[contempt].value.notna().all() and lateral[~contempt].value.isna().all()
+        mirror = per_image[per_image.metric == "mirror_equivariance"]
+        assert set(mirror.method) == set(suite.explainers)
+        assert mirror[mirror.reason == "valid"].value.between(-1, 1).all()
     if "au_occlusion" in suite.metrics:  # a score of the model, shown in every method's row
         occlusion = tables["metrics_faithfulness"].value.xs("au_occlusion ↑", axis=1, level=0)
         controls = [method_label(c, suite.controls) for c in suite.controls]

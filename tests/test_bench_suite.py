@@ -9,8 +9,8 @@ from aubench.bench.suite import SuiteError, list_suites, load_suite
 from aubench.cli import main
 
 BUILTINS = [
-    "cam-methods", "counterfactual", "evidence", "faithfulness", "lambda", "layers", "quick",
-    "sanity", "shortcut",
+    "cam-methods", "counterfactual", "evidence", "faithfulness", "lambda", "laterality", "layers",
+    "quick", "sanity", "shortcut",
 ]  # fmt: skip
 
 

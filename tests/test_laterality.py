@@ -2,8 +2,11 @@
 halves split by the midline, and the lateral share of a map in an AU's region."""
 
 import numpy as np
+import pytest
 import torch
 
+from aubench.bench.runner import check_suite
+from aubench.bench.suite import SuiteError, load_suite
 from aubench.faces.codebook import ALL_AUS
 from aubench.faces.landmarks import MEAN_FACE, face_halves, flip_landmarks
 from aubench.faces.synth import (
@@ -94,3 +97,12 @@ def test_lateral_share_golden():
     empty = lateral_share(maps[:1], region, torch.zeros_like(side))
     assert torch.isnan(empty).all()
     assert torch.isnan(lateral_share(maps[:1], region, side, torch.tensor([False]))).all()
+
+
+def test_the_laterality_suite_needs_one_sided_synthetic_faces():
+    check_suite(load_suite("laterality"))
+    for data in ("synthetic:n=96", "folder:/nowhere"):
+        with pytest.raises(
+            SuiteError, match=r"lateral_share scores faces whose AUs lie on a known"
+        ):
+            check_suite(load_suite("laterality", [f"data={data}"]))

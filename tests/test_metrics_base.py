@@ -31,7 +31,8 @@ def test_every_metric_declares_its_metadata():
         "relevance_mass_accuracy", "relevance_rank_accuracy", "top_k_intersection", "roc_auc",
         "sim", "kl", "nss", "per_au_energy", "deletion_auc", "insertion_auc", "average_drop",
         "increase_in_confidence", "au_occlusion", "cascading_randomisation", "cue_energy_share",
-        "au_agreement", "au_top1", "dose_slope", "dose_corr",
+        "au_agreement", "au_top1", "dose_slope", "dose_corr", "mirror_equivariance",
+        "lateral_share",
     }  # fmt: skip
     assert set(METRICS) == expected
     for name, metric in METRICS.items():

@@ -129,8 +129,10 @@ def test_metadata():
         "cue_energy_share",
         "mirror_equivariance",
     }
-    # only the cue share is scored by name (kind cue: the evaluation gives it the cue masks)
-    assert set(CAUSAL_METRICS) & set(METRICS) == {"cue_energy_share"}
+    # scored by name: the cue share (kind cue: the evaluation gives it the cue masks) and mirror
+    # equivariance (kind mirror: it gives it the maps of the flipped images)
+    assert set(CAUSAL_METRICS) & set(METRICS) == {"cue_energy_share", "mirror_equivariance"}
+    assert METRICS["mirror_equivariance"].kind == "mirror"
     share = CAUSAL_METRICS["cue_energy_share"]
     assert share is METRICS["cue_energy_share"] and share.kind == "cue"
     assert (share.higher_is_better, share.range, share.category) == (False, (0.0, 1.0), "mass")

@@ -78,6 +78,7 @@ from aubench.faces.codebook import EXPRESSIONS
 from aubench.faces.evidence import FACS_AUS, AUEvidence, prototype_agreement
 from aubench.faces.evidence_spec import parse_evidence
 from aubench.faces.heatmaps import InvalidReason, count_reasons, per_au_heatmaps
+from aubench.faces.landmarks import face_halves, rescale_landmarks
 from aubench.faces.region_registry import get_region_model
 from aubench.metrics import (
     METRICS,
@@ -110,6 +111,8 @@ EVIDENCE_SUFFIX = "@evidence"
 EVIDENCE_KINDS = ("map", "dataset")
 #: The wide score file's column of the evidence maps' invalid reasons.
 EVIDENCE_REASON = "evidence_reason"
+#: The sample key of the side of a face's one-sided AUs (synthetic faces with ``one_sided``).
+SIDE_KEY = "au_side"
 #: The wide score file's column of whether each image carries a shortcut cue (written when a
 #: metric of kind ``cue`` is scored), and the per-image reason of those metrics' rows of the
 #: valid images without one (excluded from their means, counted).
@@ -299,6 +302,9 @@ def evaluate_model(
     cued = [name for name in metrics if get_metric(name).kind == "cue"]
     if cued:  # each sample carries its cue's corner (the synthetic faces only)
         synthetic_faces(faces, f"metric {', '.join(cued)} (the shortcut cue's pixels)")
+    lateral = [name for name in metrics if get_metric(name).kind == "lateral"]
+    if lateral:  # each sample carries the side of its one-sided AUs
+        _require_one_sided(faces, lateral)
     data = TransformedDataset(faces, EvalTransform(config.size), config.seed)
     count = len(data) if max_images is None else min(max_images, len(data))
     rank, world = shard
@@ -338,6 +344,8 @@ def evaluate_model(
             moved[EVIDENCE_KEY] = batch[EVIDENCE_KEY].to(device)
         if cued:
             moved[CUE_KEY] = batch[CUE_KEY].to(device)
+        if lateral:
+            moved[SIDE_KEY] = batch[SIDE_KEY].to(device)
         batch = add_protocol_heatmaps({**batch, **moved}, config, protocol, evidence)
         images, labels, landmarks = batch["image"], batch["label"], batch["landmarks"]
         heatmaps, valid = batch["heatmap"], batch["valid"]
@@ -365,7 +373,12 @@ def evaluate_model(
             per_au_heatmaps, landmarks, labels, codebook=config.codebook, regions=regions
         )
         cue_masks = None if corners is None else partial(cue_region_masks, corners)
-        context = BatchContext(model, images, targets, heatmaps, valid, per_au, cue_masks)
+        sides = None
+        if lateral:
+            sides = partial(_face_sides, landmarks, batch[SIDE_KEY], tuple(images.shape[-2:]))
+        context = BatchContext(
+            model, images, targets, heatmaps, valid, per_au, cue_masks, face_sides=sides
+        )
         if counterfactual_of is not None:  # the batch's AU counterfactuals, computed on use
             context = replace(context, counterfactuals=counterfactual_of(index, targets))
         keys, produced = [], []
@@ -430,6 +443,27 @@ def _predict(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """(B,) predicted classes from a gradient-free forward (the model in its eval mode)."""
     with torch.no_grad():
         return model(images).argmax(1)
+
+
+def _require_one_sided(faces: Dataset, metrics: Sequence[str]) -> None:
+    """``ValueError`` naming ``metrics`` unless ``faces`` are synthetic faces drawn with one-sided
+    AUs (their samples carry :data:`SIDE_KEY`)."""
+    what = f"metric {', '.join(metrics)} (faces whose AUs lie on a known side)"
+    if not synthetic_faces(faces, what).config.one_sided:
+        raise ValueError(
+            f"{what} needs the synthetic faces drawn with one_sided=true (and 8 classes, for "
+            "contempt): data synthetic:…,one_sided=true"
+        )
+
+
+def _face_sides(
+    landmarks: torch.Tensor, sides: torch.Tensor, image_size: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """(B, H, W) bool at ``size``: the half of each face showing its one-sided AUs
+    (:func:`~aubench.faces.landmarks.face_halves` of the landmarks, given in ``image_size``
+    pixels, moved to ``size``)."""
+    scale_y, scale_x = size[0] / image_size[0], size[1] / image_size[1]
+    return face_halves(rescale_landmarks(landmarks, scale_x, scale_y), size, sides)
 
 
 def _recompute(

@@ -163,6 +163,14 @@ def _trained_cell(suite: Suite, training: Training, variant: Variant, seed: int)
     return Cell(training.label, variant.name, seed, suite.eval.split, config, data=data)
 
 
+#: Metric kinds that only the synthetic faces can score: kind → (what they score, the data
+#: option they need).
+SYNTHETIC_KINDS: dict[str, tuple[str, str]] = {
+    "cue": ("the shortcut cue's pixels", "shortcut="),
+    "lateral": ("faces whose AUs lie on a known side", "one_sided=true"),
+}
+
+
 def check_suite(suite: Suite) -> None:
     """Fail fast, before anything is trained, when a suite asks for what its models cannot do.
 
@@ -177,14 +185,17 @@ def check_suite(suite: Suite) -> None:
     Raises :class:`SuiteError` naming the model, the explainer and its layers, e.g. CAM asked
     for a layer that does not feed the global average pool, or the method entry of a method on
     a model it cannot use (``methods.6 (tscam on resnet10t): … needs a ViT/DeiT``). A metric
-    of the shortcut cue (kind ``cue``) needs the synthetic faces as the evaluated data.
+    of the shortcut cue (kind ``cue``) or of one-sided AUs (``lateral``) needs the synthetic faces
+    with that option as the evaluated data (:data:`SYNTHETIC_KINDS`).
     """
-    cued = [name for name in suite.metrics if describe_column(name).kind == "cue"]
-    if cued and suite.data.partition(":")[0].strip() != "synthetic":
-        raise SuiteError(
-            f"metrics: {', '.join(cued)} scores the shortcut cue's pixels, which only the "
-            f"built-in synthetic faces know; data is {suite.data!r} (use synthetic:…,shortcut=ρ)"
-        )
+    synthetic = suite.data.partition(":")[0].strip() == "synthetic"
+    for kind, (what, spec) in SYNTHETIC_KINDS.items():
+        asked = [name for name in suite.metrics if describe_column(name).kind == kind]
+        if asked and not (synthetic and spec in suite.data.replace(" ", "")):
+            raise SuiteError(
+                f"metrics: {', '.join(asked)} scores {what}, which only the built-in synthetic "
+                f"faces know; data is {suite.data!r} (use synthetic:…,{spec}…)"
+            )
     try:  # AU counterfactuals (kinds causal, dose): the synthetic faces only
         require_synthetic(suite.metrics, suite.data)
     except ValueError as err:

@@ -52,6 +52,7 @@ from aubench.metrics.kinds import (
     describe_column,
     scorers,
 )
+from aubench.metrics.laterality import lateral_share
 from aubench.metrics.overlap import dice, iou, otsu_thresholds, pixel_ap, pxap_accumulator
 from aubench.metrics.per_au import per_au_energy
 from aubench.metrics.point import (
@@ -124,6 +125,7 @@ __all__ = [
     "insertion_auc",
     "iou",
     "kl",
+    "lateral_share",
     "mirror_equivariance",
     "nss",
     "otsu_thresholds",

@@ -62,7 +62,9 @@ CATEGORIES = (
 #: ``cue`` — ``(maps, cue_masks (B, H, W) bool, valid) -> (B,)``, the synthetic faces' shortcut cue;
 #: ``causal`` — ``(energy (B, A), effects (B, A), present (B, A)) -> (B,)``, per-AU energies
 #: against AU counterfactuals' effects; ``dose`` — ``(energies, logits (S, B, D)) -> (B, D)``.
-KINDS = ("map", "per_au", "model", "sanity", "dataset", "cue", "causal", "dose")
+KINDS = (
+    "map", "per_au", "model", "sanity", "dataset", "cue", "causal", "dose", "mirror", "lateral"
+)  # fmt: skip
 #: What a metric's scores depend on: ``map`` — each (producer, layer)'s maps, scored once per
 #: map; ``model`` — the model and the AU regions only (AU occlusion), scored once per batch.
 SCOPES = ("map", "model")

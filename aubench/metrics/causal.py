@@ -19,11 +19,13 @@ They take tensors only (any device) and return NaN where a score is undefined. N
 the map-metric signature ``(maps, heatmaps, valid)`` with an AU heatmap as second argument, so
 none is scored as a map metric. :func:`cue_energy_share` is registered in
 :data:`~aubench.metrics.base.METRICS` as the one metric of kind ``cue`` (a suite may list it: the
-evaluation gives it each image's cue mask, :class:`~aubench.metrics.kinds.CueScores`); the
-others are not (no scorer calls them by name). :data:`CAUSAL_METRICS` holds the metadata of
-all as :class:`~aubench.metrics.base.Metric` records (direction, range, category; ``kind``
-records the shape of their columns: ``per_au`` for the dose-response pair, one column per AU
-``<prefix>:AU<k>``, ``cue`` for the cue share, one per image otherwise). The agreement and
+evaluation gives it each image's cue mask, :class:`~aubench.metrics.kinds.CueScores`), and
+:func:`mirror_equivariance` as the one of kind ``mirror`` (the evaluation gives it each
+producer's maps of the flipped images, :class:`~aubench.metrics.kinds.MirrorScores`).
+:data:`CAUSAL_METRICS` holds the metadata of all as :class:`~aubench.metrics.base.Metric`
+records (direction, range, category; ``kind`` records the shape of their columns: ``per_au``
+for the dose-response pair, one column per AU ``<prefix>:AU<k>``, ``cue`` for the cue share,
+``mirror`` for mirror equivariance, one per image otherwise). The agreement and
 dose-response functions are registered too, under the names a suite lists (kinds ``causal``
 and ``dose``; :data:`SUITE_METRICS`: ``au_agreement``, ``au_top1``, ``dose_slope``,
 ``dose_corr``).
@@ -193,6 +195,13 @@ def cue_energy_share(
     return energy_pointing_game(maps, cue_masks, valid, mask_threshold=1.0)
 
 
+@register(
+    "mirror_equivariance",
+    higher_is_better=True,
+    range=(-1.0, 1.0),
+    category="sanity",
+    kind="mirror",
+)
 def mirror_equivariance(
     maps: torch.Tensor,
     maps_of_flipped: torch.Tensor,
@@ -301,7 +310,7 @@ CAUSAL_METRICS: dict[str, Metric] = {
             column_prefix="dose_corr",
         ),
         METRICS["cue_energy_share"],
-        Metric("mirror_equivariance", mirror_equivariance, True, (-1.0, 1.0), "sanity", "map"),
+        METRICS["mirror_equivariance"],
     )
 }
 

@@ -27,6 +27,13 @@ batch at once, so that a kind can share work across the producers.
   share per AU against the AUs' causal effects on the model (the synthetic faces' AU
   counterfactuals, :attr:`BatchContext.counterfactuals`); one column each, its name; every
   producer of a batch shares the batch's effects.
+- ``mirror``: ``fn(maps, maps_of_flipped (B, H, W), valid) -> (B,)``: the same producer's maps
+  of the horizontally flipped images (:attr:`LayerMaps.recompute`); one column each, its name;
+  none for control maps (they ignore the face, as for ``sanity``).
+- ``lateral``: ``fn(maps, region (B, H, W) bool, side (B, H, W) bool, valid) -> (B,)``: each
+  face's AU region on both sides (its label's AUs' regions at ≥ 0.5 of their peak,
+  :attr:`BatchContext.au_regions`) and the half of the face that shows its one-sided AUs
+  (:attr:`BatchContext.face_sides`); one column each; every producer of a batch in one call.
 - ``dose``: ``fn(energies (S, B, D), logits (S, B, D)) -> (B, D)``: each AU drawn at S
   intensity scales; a column ``<prefix>:AU<k>`` per AU k the faces can show, plus one named
   ``<prefix>`` holding each image's mean over its AUs (``dose_slope``, ``dose_slope:AU6``).
@@ -71,6 +78,12 @@ AURegions = Callable[[tuple[int, int]], tuple[torch.Tensor, Sequence[int]]]
 CueMasks = Callable[[tuple[int, int]], torch.Tensor]
 
 
+#: ``size (H, W) -> (B, H, W) bool``: the half of each face showing its one-sided AUs at that
+#: size (all False for faces drawn on both sides; :func:`aubench.faces.landmarks.face_halves`).
+FaceSides = Callable[[tuple[int, int]], torch.Tensor]
+#: A region map's share of its peak from which a pixel belongs to an AU's region (``lateral``).
+REGION_LEVEL = 0.5
+
 #: The kinds scored on AU counterfactuals (:attr:`BatchContext.counterfactuals`).
 COUNTERFACTUAL_KINDS = ("causal", "dose")
 
@@ -109,7 +122,9 @@ class BatchContext:
     classes; ``heatmaps`` (B, H, W) the AU heatmaps; ``valid`` (B,) bool; ``au_regions`` the
     per-AU regions of the batch at a given size; ``cue_masks`` its images' shortcut-cue pixels
     at a given size (None: the data has no known cue, e.g. not the synthetic faces);
-    ``counterfactuals`` its AU counterfactuals (None: not the synthetic faces).
+    ``counterfactuals`` its AU counterfactuals (None: not the synthetic faces); ``face_sides``
+    the half of each face showing its one-sided AUs at a given size (None: the faces carry no
+    ``au_side``, i.e. not the synthetic faces with ``one_sided``).
     """
 
     model: torch.nn.Module
@@ -120,6 +135,7 @@ class BatchContext:
     au_regions: AURegions
     cue_masks: CueMasks | None = None
     counterfactuals: Counterfactuals | None = None
+    face_sides: FaceSides | None = None
 
 
 @dataclass(frozen=True)
@@ -418,6 +434,60 @@ class DoseScores(Scorer):
     order = staticmethod(PerAUScores.order)
 
 
+class MirrorScores(Scorer):
+    """Mirror equivariance: ``fn(maps, maps_of_flipped, valid)`` with the producer's maps of the
+    batch's images flipped left–right (one more map call per producer and batch); control maps
+    get none."""
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        maps = _maps(maps)
+        if maps.control:
+            return {}
+        flipped = maps.recompute(batch.model, batch.images.flip(-1), batch.targets)
+        return {m.name: m(maps.maps, flipped, batch.valid) for m in self.metrics}
+
+
+class LateralScores(Scorer):
+    """Laterality: ``fn(maps, region, side, valid)`` for every producer of a batch at once,
+    with each face's AU region (its label's AUs, both sides) and the half of the face showing
+    its one-sided AUs; NaN for faces drawn on both sides (no side); a batch without
+    :attr:`BatchContext.face_sides` raises ``ValueError``."""
+
+    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
+        (columns,) = self.update_together([self], batch, [_maps(maps)])
+        return columns
+
+    @classmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        metrics = {m.name: m for scorer in scorers for m in scorer.metrics}
+        if batch.face_sides is None:
+            raise ValueError(
+                f"metric(s) {', '.join(sorted(metrics))} need faces whose AUs lie on a known "
+                "side: the built-in synthetic faces with one_sided (data "
+                "synthetic:…,one_sided=true and 8 classes); this batch has none"
+            )
+        stacked = torch.stack([_maps(layer).maps for layer in maps])  # (P, B, H, W)
+        count, size = len(stacked), tuple(stacked.shape[-2:])
+        regions, _ = batch.au_regions(size)  # (B, K, H, W)
+        if regions.shape[1]:
+            region = regions.amax(1) >= REGION_LEVEL
+        else:  # the codebook draws no AU: no region
+            region = torch.zeros(regions.shape[:1] + size, dtype=torch.bool, device=regions.device)
+        side = batch.face_sides(size).to(region.device)
+        flat = {
+            name: metric(
+                stacked.flatten(0, 1),
+                region.repeat(count, 1, 1),
+                side.repeat(count, 1, 1),
+                batch.valid.repeat(count),
+            ).unflatten(0, (count, -1))
+            for name, metric in metrics.items()
+        }
+        return [{m.name: flat[m.name][k] for m in s.metrics} for k, s in enumerate(scorers)]
+
+
 def _counterfactuals(batch: BatchContext, scorers: Sequence[Scorer]) -> Counterfactuals:
     """The batch's counterfactuals; ``ValueError`` naming the metrics when it has none."""
     if batch.counterfactuals is None:
@@ -444,6 +514,8 @@ SCORERS: dict[str, type[Scorer]] = {
     "cue": CueScores,
     "causal": CausalScores,
     "dose": DoseScores,
+    "mirror": MirrorScores,
+    "lateral": LateralScores,
 }
 
 

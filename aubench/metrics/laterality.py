@@ -12,12 +12,13 @@ from collections.abc import Iterable
 
 import torch
 
-from aubench.metrics.base import check_tensor
+from aubench.metrics.base import check_tensor, register
 from aubench.metrics.point import energy_pointing_game
 
 __all__ = ["lateral_share"]
 
 
+@register("lateral_share", higher_is_better=True, range=(0.0, 1.0), category="mass", kind="lateral")
 def lateral_share(
     maps: torch.Tensor,
     region: torch.Tensor,
