@@ -243,13 +243,25 @@ class Scorer(ABC):
         return 0
 
 
-class MapScores(Scorer):
-    """Map metrics, computed together by :func:`score_maps` (shared checks, masks, sort), for
-    every producer of a batch at once: their (B, H, W) maps stacked to (P, B, H, W)."""
+class BatchedScorer(Scorer):
+    """A kind scored for every (producer, layer) of a batch at once: :meth:`update` is
+    :meth:`update_together` of one."""
 
     def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
         (columns,) = self.update_together([self], batch, [_maps(maps)])
         return columns
+
+    @classmethod
+    @abstractmethod
+    def update_together(
+        cls, scorers: Sequence[Scorer], batch: BatchContext, maps: Sequence[LayerMaps]
+    ) -> list[dict[str, torch.Tensor]]:
+        """As :meth:`Scorer.update_together`, computed together."""
+
+
+class MapScores(BatchedScorer):
+    """Map metrics, computed together by :func:`score_maps` (shared checks, masks, sort), for
+    every producer of a batch at once: their (B, H, W) maps stacked to (P, B, H, W)."""
 
     @classmethod
     def update_together(
@@ -338,15 +350,11 @@ class DatasetScores(Scorer):
         return {name: float(acc.compute()) for name, acc in self.accumulators.items()}
 
 
-class CueScores(Scorer):
+class CueScores(BatchedScorer):
     """Shortcut-cue metrics: ``fn(maps, cue_masks, valid)`` with the batch's cue masks at the
     maps' size, for every producer of a batch at once (their maps stacked to (P, B, H, W)).
     Images without a cue score NaN (excluded from the means, counted as undefined); a batch
     without cue masks (data other than the synthetic faces) raises ``ValueError``."""
-
-    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
-        (columns,) = self.update_together([self], batch, [_maps(maps)])
-        return columns
 
     @classmethod
     def update_together(
@@ -365,15 +373,11 @@ class CueScores(Scorer):
         return [{m.name: scored[m.name][k] for m in s.metrics} for k, s in enumerate(scorers)]
 
 
-class CausalScores(Scorer):
+class CausalScores(BatchedScorer):
     """AU attribution agreement: ``fn(energy, effects, present)`` per image, the energies of
     every producer of a batch from one call and the batch's causal effects computed once
     (:attr:`BatchContext.counterfactuals`); control maps are scored too (they should score
     near chance). NaN for invalid samples."""
-
-    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
-        (columns,) = self.update_together([self], batch, [_maps(maps)])
-        return columns
 
     @classmethod
     def update_together(
@@ -393,17 +397,13 @@ class CausalScores(Scorer):
         return out
 
 
-class DoseScores(Scorer):
+class DoseScores(BatchedScorer):
     """Dose-response per AU: ``fn(energies, logits)`` (B, D) of each producer from the batch's
     dose curves (:meth:`Counterfactuals.dose`, computed once for every producer); column
     ``<prefix>:AU<k>`` per AU of :attr:`Counterfactuals.aus` and ``<prefix>`` the mean over
     each image's AUs with a score (NaN: none). NaN for invalid samples."""
 
     derives = True
-
-    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
-        (columns,) = self.update_together([self], batch, [_maps(maps)])
-        return columns
 
     @classmethod
     def update_together(
@@ -447,15 +447,11 @@ class MirrorScores(Scorer):
         return {m.name: m(maps.maps, flipped, batch.valid) for m in self.metrics}
 
 
-class LateralScores(Scorer):
+class LateralScores(BatchedScorer):
     """Laterality: ``fn(maps, region, side, valid)`` for every producer of a batch at once,
     with each face's AU region (its label's AUs, both sides) and the half of the face showing
     its one-sided AUs; NaN for faces drawn on both sides (no side); a batch without
     :attr:`BatchContext.face_sides` raises ``ValueError``."""
-
-    def update(self, batch: BatchContext, maps: LayerMaps | None) -> dict[str, torch.Tensor]:
-        (columns,) = self.update_together([self], batch, [_maps(maps)])
-        return columns
 
     @classmethod
     def update_together(
