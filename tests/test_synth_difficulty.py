@@ -182,8 +182,8 @@ def test_presets_knobs_and_data_spec_options():
         "synthetic:n=14,difficulty=hard,noise=0,intensity_low=0.5", "train", size=64
     )
     assert data.config.difficulty == Difficulty(
-        intensity=(0.5, 0.6), noise=0, blur=0.08, occluders=0.6, pose=2.0, identity=2.0,
-        label_noise=0.1,
+        intensity=(0.5, 0.85), noise=0, blur=0.03, occluders=0.25, pose=1.3, identity=1.3,
+        label_noise=0.05,
     )  # fmt: skip
     with pytest.raises(ValueError, match="unknown option"):
         open_dataset("synthetic:n=14,glare=1", "train")

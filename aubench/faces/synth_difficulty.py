@@ -26,7 +26,9 @@ Each knob, and what it does to the AU evidence:
   random other class (the face still shows its true class's AUs; ``val`` and ``test`` are clean).
 
 Presets (:data:`DIFFICULTIES`): ``easy`` is the faces as they were before the knobs (every knob
-at its neutral value; bit for bit the same images), ``moderate`` and ``hard`` add every knob. The
+at its neutral value; bit for bit the same images), ``moderate`` and ``hard`` add every knob,
+calibrated on the default small config's baseline (``moderate``: 90.7 % test accuracy, in the
+80–92 % band of a real dataset such as RAF-DB; ``hard``: 52.4 %). The
 draws they need come from a stream of their own (child 3 of the face's seed), consumed the same
 way whatever the knobs, so an easy face never changes and a face keeps its occluder and noise in
 every counterfactual.
@@ -92,16 +94,18 @@ class Difficulty:
         return out
 
 
-#: Named difficulties (module doc).
+#: Named difficulties (module doc), with the test accuracy the default small config's baseline
+#: reaches on them (ResNet-10-T, 64 px, 3 epochs, 3,000 faces, seed 0, one run on a 2-core CPU):
+#: easy 99.6 %, moderate 90.7 %, hard 52.4 %.
 DIFFICULTIES: dict[str, Difficulty] = {
     "easy": Difficulty(),
     "moderate": Difficulty(
-        intensity=(0.25, 0.8), noise=10.0, blur=0.04, occluders=0.3, pose=1.5, identity=1.5,
+        intensity=(0.5, 1.0), noise=4.0, blur=0.02, occluders=0.15, pose=1.1, identity=1.1,
         label_noise=0.05,
     ),
     "hard": Difficulty(
-        intensity=(0.1, 0.6), noise=20.0, blur=0.08, occluders=0.6, pose=2.0, identity=2.0,
-        label_noise=0.1,
+        intensity=(0.35, 0.85), noise=8.0, blur=0.03, occluders=0.25, pose=1.3, identity=1.3,
+        label_noise=0.05,
     ),
 }  # fmt: skip
 KNOBS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Difficulty))
