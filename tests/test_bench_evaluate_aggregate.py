@@ -69,7 +69,7 @@ def test_the_committed_cam_methods_table_is_reproduced_bit_for_bit(tmp_path):
     committed = pd.read_parquet(COMMITTED / "results.parquet")
     options = aggregation_options(COMMITTED)
     cells = committed_cells(COMMITTED, tmp_path)
-    assert len(cells) == 2
+    assert len(cells) == 16  # 8 methods × (w/o, w/ AU)
     for meta, wide in cells:
         rows = aggregate_cell(wide, meta, **options)[RESULT_COLUMNS]
         mine = (committed[k] == meta[k] for k in ("model", "variant", "seed", "split"))

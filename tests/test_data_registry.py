@@ -34,6 +34,8 @@ def test_parse_data_spec():
         "fer2013",
         "ferplus",
         "ckplus",
+        "disfa",
+        "bp4d",
         "folder",
         "synthetic",
     }

@@ -82,7 +82,11 @@ def test_spearman_equals_scipy():
 unit_maps = arrays(
     np.float64,
     (2, 4, 5),
-    elements=st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1, width=32)),
+    # no subnormals: a map of zeros and one 1e-45 is constant once shifted (a·m + b rounds it
+    # away), so the property cannot hold there (hypothesis found it)
+    elements=st.one_of(
+        st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 1, width=32, allow_subnormal=False)
+    ),
 )
 grid_maps = arrays(np.float64, (2, 4, 5), elements=st.integers(0, 64).map(lambda i: i / 64))
 scales = st.floats(1e-3, 1e3)
