@@ -169,6 +169,10 @@ def _run(args: argparse.Namespace) -> None:
         check_suite(suite)
         print(describe_plan(suite, args.runs_root))
         return
+    # imported before the run, not after it: a long run must not build its report from modules
+    # edited on disk meanwhile (a 73-min run once failed there, mixing two versions)
+    from aubench.report import write_report
+
     index, count = _parse_shard(args.shard)
     if args.executor != "none":
         if count != 1:
@@ -189,8 +193,6 @@ def _run(args: argparse.Namespace) -> None:
     if not (run / "results.parquet").is_file():
         print(f"shard {index}/{count} done; results are assembled when every shard has finished")
         return
-    from aubench.report import write_report
-
     report = write_report(run)
     print(headline(run))
     print(f"results: {run}\nreport:  {report / 'report.md'}")
