@@ -369,6 +369,8 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from aubench.faces.synth_difficulty import DEFAULT_DIFFICULTY
+
     parser = argparse.ArgumentParser(
         prog="aubench",
         description="Does your facial-expression classifier look where a FACS expert looks?",
@@ -390,10 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument(
         "--difficulty",
-        default="easy",
+        default=DEFAULT_DIFFICULTY,
         choices=["easy", "moderate", "hard"],
         help="how hard the faces are (subtle AUs, noise, blur, occluders, pose, identity, "
-        "label noise; default easy)",
+        "label noise; default moderate)",
     )
     synth.add_argument("--no-preview", action="store_true", help="skip preview.png")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")

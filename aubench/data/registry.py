@@ -32,7 +32,8 @@ name            what PATH is                                                  op
                                                                               ``shortcut=0.0``,
                                                                               ``codebook``,
                                                                               ``shortcut_mode``,
-                                                                              ``difficulty=easy``
+                                                                              ``difficulty=``
+                                                                              ``moderate``
                                                                               and its knobs
 ==============  ============================================================  ====================
 
@@ -64,7 +65,7 @@ from aubench.data.rafdb import read_rafdb
 from aubench.data.sample import Sample
 from aubench.data.synthetic import SyntheticFaces
 from aubench.data.table import FaceTable
-from aubench.faces.synth_difficulty import get_difficulty
+from aubench.faces.synth_difficulty import DEFAULT_DIFFICULTY, get_difficulty
 
 #: Datasets read from disk: name → reader(path, **options) → FaceTable.
 READERS: dict[str, Callable[..., FaceTable]] = {
@@ -119,7 +120,7 @@ def _open_synthetic(
     shortcut: float = 0.0,
     codebook: str = "belharbi2024-fixed",
     shortcut_mode: str = "auto",
-    difficulty: str = "easy",
+    difficulty: str = DEFAULT_DIFFICULTY,
     intensity_low: float | None = None,
     intensity_high: float | None = None,
     noise: float | None = None,

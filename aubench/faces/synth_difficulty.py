@@ -27,7 +27,8 @@ Each knob, and what it does to the AU evidence:
   random other class (the face still shows its true class's AUs; ``val`` and ``test`` are clean).
 
 Presets (:data:`DIFFICULTIES`): ``easy`` is the faces as they were before the knobs (every knob
-at its neutral value; bit for bit the same images), ``moderate`` and ``hard`` add every knob,
+at its neutral value; bit for bit the same images), ``moderate`` (:data:`DEFAULT_DIFFICULTY` of
+data specs and ``aubench synth``) and ``hard`` add every knob,
 calibrated on the default small config's baseline (``moderate``: 90.0 % test accuracy, in the
 80–92 % band of a real dataset such as RAF-DB; ``hard``: 51.7 %). The
 draws they need come from a stream of their own (child 3 of the face's seed), consumed the same
@@ -112,6 +113,10 @@ DIFFICULTIES: dict[str, Difficulty] = {
         label_noise=0.05,
     ),
 }  # fmt: skip
+#: The preset a data spec (``synthetic:``) and ``aubench synth`` use when none is named: the one
+#: calibrated to a real dataset's accuracy band. ``SyntheticFaces`` itself defaults to the
+#: knob-free ``easy`` faces, the renderer's base.
+DEFAULT_DIFFICULTY = "moderate"
 KNOBS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Difficulty))
 
 
