@@ -143,6 +143,9 @@ class TrainConfig(BaseModel):
     prm_kernel: int = Field(3, ge=1, description="prm: peak max-pool size (stride 1)")
     acol_threshold: float = Field(0.1, ge=0, le=1, description="acol: erase where map ≥ this")
     acol_width: int = Field(1024, ge=1, description="acol: channels of each branch")
+    acol_norm: bool = Field(
+        False, description="acol: BatchNorm in the branches (not the reference's; from scratch)"
+    )
     adl_drop_rate: float = Field(0.4, ge=0, le=1, description="adl: P(drop mask)")
     adl_threshold: float = Field(0.1, ge=0, le=1, description="adl: drop where a < this·max a")
     adl_layers: tuple[str, ...] = Field(

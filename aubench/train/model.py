@@ -186,7 +186,7 @@ class ACoL(HeadMethod):
 
     def head(self, in_channels: int, num_classes: int) -> nn.Module:
         c = self.config
-        return AcolHead(in_channels, num_classes, c.acol_threshold, c.acol_width)
+        return AcolHead(in_channels, num_classes, c.acol_threshold, c.acol_width, c.acol_norm)
 
     def forward(self, net: nn.Module, model: nn.Module, batch: dict) -> torch.Tensor:
         with find_module(model, AcolHead, self.name).erasing(batch["label"]):
