@@ -153,6 +153,25 @@ def test_acol_loss_adds_both_branches_cross_entropies():
     assert model.head.logits_b is None  # read once, then released
 
 
+def test_acol_norm_puts_a_batchnorm_after_each_3x3_conv_and_keeps_the_reference_layout_without():
+    plain = AcolHead(4, 3, width=5).branch_a
+    assert [type(m) for m in plain] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.Conv2d]
+    normed = AcolHead(4, 3, width=5, norm=True).branch_b
+    kinds = [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d]
+    assert [type(m) for m in normed] == kinds
+    assert [normed[i].num_features for i in (1, 4)] == [5, 5]
+    # in training mode each channel of the normalised first layer has mean 0 and variance 1 over
+    # the batch and positions, whatever the input's scale (the plain layer's units can all be < 0)
+    features = 100 * torch.rand(8, 4, 3, 3) + 50
+    normalised = normed[1](normed[0](features))
+    torch.testing.assert_close(normalised.mean((0, 2, 3)), torch.zeros(5), atol=1e-4, rtol=0)
+    variance = normalised.var((0, 2, 3), unbiased=False)
+    torch.testing.assert_close(variance, torch.ones(5), atol=1e-3, rtol=0)
+    model = get_method(TrainConfig(method="acol", acol_width=8, acol_norm=True)).build(7)
+    (head,) = [m for m in model.modules() if isinstance(m, AcolHead)]
+    assert isinstance(head.branch_a[1], nn.BatchNorm2d)
+
+
 # --- ADL -----------------------------------------------------------------------------------
 
 FEATURES = torch.cat([2 * X, torch.zeros_like(X)], 1)  # channel mean a = X = [[0, 1], [2, 4]]

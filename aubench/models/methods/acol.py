@@ -3,9 +3,9 @@
 As the reference implements it (``div_classifiers/parts/acol.py:57-132``, after
 ``xiaomengyc/ACoL`` and ``clovaai/wsolevaluation``): each branch is
 ``conv3×3(C→W) · ReLU · conv3×3(W→W) · ReLU · conv1×1(W→K)`` on the features F (B, C, h, w)
-(optionally with a BatchNorm after each 3×3 convolution: :func:`branch`), its logits the global average of its class maps. With ``a = minmax(M^A_y)`` the min-max
-normalised map of branch A for class y (the label while training; the given target, or A's
-prediction, otherwise):
+(optionally with a BatchNorm after each 3×3 convolution: :func:`branch`), its logits the global
+average of its class maps. With ``a = minmax(M^A_y)`` the min-max normalised map of branch A for
+class y (the label while training; the given target, or A's prediction, otherwise):
 
     erase(F) = F ⊙ 1[a < threshold]        (positions where a ≥ threshold are zeroed)
     M^B = B(erase(F))
