@@ -6,6 +6,8 @@ from aubench.data.landmarks_txt import REPEATED, read_landmarks_txt, write_landm
 from aubench.data.registry import DATASETS, open_dataset, parse_data_spec
 from aubench.data.synthetic import SyntheticFaces, export_synthetic
 from aubench.data.table import DatasetFormatError, SkipReport
+from aubench.faces.synth import label_of
+from aubench.faces.synth_difficulty import DEFAULT_DIFFICULTY, get_difficulty
 from tests.dataset_trees import face_points
 
 
@@ -83,7 +85,18 @@ def test_synthetic_specs_build_the_builtin_faces():
     assert train.config.shortcut == 0.5 and train.num_classes == 8 and train.seed == 2
     assert val.num_classes == 7
     assert len(open_dataset("synthetic", "test")) == 2048 // 4
-    assert sorted(train.labels[:8]) == list(range(8))  # each class once per block
+    # a spec's faces are the moderate ones by default, SyntheticFaces' own default the easy ones
+    assert (
+        train.config.difficulty == get_difficulty(DEFAULT_DIFFICULTY) == get_difficulty("moderate")
+    )
+    assert open_dataset("synthetic:n=8,difficulty=easy", "train").config.difficulty.is_easy
+    assert SyntheticFaces(8).config.difficulty.is_easy
+    drawn = [label_of(2, "train", i, 8) for i in range(8)]
+    assert sorted(drawn) == list(range(8))  # each class drawn once per block
+    noisy = [i for i in range(40) if train.labels[i] != label_of(2, "train", i, 8)]
+    assert noisy == [i for i in range(40) if train[i]["label"] != label_of(2, "train", i, 8)]
+    assert len(noisy) < 8  # label noise 0.05 on the training split only
+    assert val.labels == [label_of(0, "val", i) for i in range(10)]
     with pytest.raises(ValueError, match="exact landmarks"):
         open_dataset("synthetic", "train", landmarks="none")
 

@@ -31,6 +31,7 @@ from aubench.explain.postprocess import default_postprocess
 from aubench.faces.codebook import ALL_AUS, EXPRESSIONS, get_codebook
 from aubench.faces.evidence import AUEvidence, evidence_heatmaps
 from aubench.faces.heatmaps import au_heatmaps
+from aubench.faces.synth_difficulty import DEFAULT_DIFFICULTY  # the faces of a data spec
 from aubench.train.data import open_split
 from tests.dataset_trees import face_points, make_ckplus
 from tests.test_evaluate_cli import plant_trained_model
@@ -75,7 +76,7 @@ def world(tmp_path_factory) -> dict:
     suite = write_suite(root / "tiny.yaml", SYNTHETIC)
     runs = root / "runs"
     best = plant_trained_model(suite, runs)
-    faces = SyntheticFaces(12, SIZE, "test")
+    faces = SyntheticFaces(12, SIZE, "test", difficulty=DEFAULT_DIFFICULTY)
     keys = [faces.sample_id(i) for i in range(12)]
     keys[5] = "synthetic-test-000099"  # face 5 has no row; this row fits no face
     openface_csv(root / "openface.csv", faces, keys)
@@ -168,7 +169,7 @@ def test_the_codebook_rows_are_those_of_a_run_without_evidence(world):
 
 def test_invalid_evidence_maps_agreement_and_metadata_are_recorded(world):
     run_dir = world["facs"]
-    labels = np.asarray(SyntheticFaces(12, SIZE, "test").labels)
+    labels = np.asarray(SyntheticFaces(12, SIZE, "test", difficulty=DEFAULT_DIFFICULTY).labels)
     neutral = int((labels == 0).sum())
     assert neutral > 0
     found = json.loads(
@@ -207,11 +208,15 @@ def test_a_detectors_csv_is_matched_by_id_and_what_did_not_match_is_counted(worl
     assert found["unmatched"] == {NO_IMAGE: 1}
     assert found["unmatched_examples"][NO_IMAGE] == [f"{world['root'] / 'openface.csv'}:7"]
     assert found["unregioned_aus"] == {"AU45": 1}  # face 1: drawn without it
-    labels = np.asarray(SyntheticFaces(12, SIZE, "test").labels)
+    faces = SyntheticFaces(12, SIZE, "test", difficulty=DEFAULT_DIFFICULTY)
+    labels = np.asarray(faces.labels)
     missing = int(labels[5] != 0)  # face 5 shows no AU: invalid like a neutral face
     assert found["invalid"] == {"no_present_aus": int((labels == 0).sum()) + missing}
     # the detector's intensities are the rendered ones (× 5, / 5): the facs run's scores
-    ids = [SyntheticFaces(12, SIZE, "test").sample_id(i) for i in range(12)]
+    ids = [
+        SyntheticFaces(12, SIZE, "test", difficulty=DEFAULT_DIFFICULTY).sample_id(i)
+        for i in range(12)
+    ]
     detected = scored(run_dir, "cosine@evidence").reindex(ids)
     truth = scored(world["facs"], "cosine@evidence").reindex(ids)
     assert np.isnan(detected.iloc[5])  # no evidence: not scored

@@ -21,6 +21,7 @@ from aubench.faces.codebook import ALL_AUS
 from aubench.faces.evidence import AUEvidence, evidence_heatmaps, hybrid_evidence
 from aubench.faces.evidence_spec import EvidenceSpec, parse_evidence
 from aubench.faces.heatmaps import au_heatmaps
+from aubench.faces.synth_difficulty import DEFAULT_DIFFICULTY  # the faces of a data spec
 from aubench.train.config import ConfigError, TrainConfig
 from aubench.train.data import EvidenceWarning, load_data
 from aubench.train.evaluation import EvalAccumulator
@@ -162,7 +163,7 @@ def openface_csv(path, faces: SyntheticFaces, keys: list[str]) -> None:
 
 
 def test_a_detectors_output_is_lined_up_with_every_split_and_strays_are_told(tmp_path):
-    faces = SyntheticFaces(32, SIZE, "train")
+    faces = SyntheticFaces(32, SIZE, "train", difficulty=DEFAULT_DIFFICULTY)
     keys = [faces.sample_id(i) for i in range(32)]
     keys[3] = "synthetic-train-999999"  # no such face: train image 3 has no evidence
     openface_csv(tmp_path / "openface.csv", faces, keys)
