@@ -68,8 +68,9 @@ class SyntheticFaces(Dataset):
         codebook: the expression → AU codebook the faces show.
         shortcut: probability ρ of the class-coloured background cue (0 = never).
         shortcut_mode: ``auto``, ``correlated`` or ``decorrelated`` (see :class:`SynthConfig`).
-        difficulty: ``easy`` (default), ``moderate``, ``hard``, knobs or a ``Difficulty``
-            (:mod:`aubench.faces.synth_difficulty`).
+        difficulty: ``easy`` (default here: the knob-free faces), ``moderate`` (the default
+            of a ``synthetic:`` data spec and ``aubench synth``), ``hard``, knobs or a
+            ``Difficulty`` (:mod:`aubench.faces.synth_difficulty`).
         one_sided: contempt faces show their AUs on one side (``au_side`` in each sample: −1,
             +1, or 0 for faces drawn on both sides; see :class:`SynthConfig`).
         transform: optional callable applied to each Sample dict.
