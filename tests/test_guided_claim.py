@@ -5,7 +5,9 @@ layer-4 attention is closer to the AU heatmaps (ATT-COS, the paper's macro avera
 non-neutral classes) by at least 0.15.
 
 Test accuracy and ATT-COS are those of each run's best epoch, selected on the held-out
-validation split.
+validation split. The claim was made on the easy faces, the default before the difficulty knobs;
+on today's default (moderate) faces the baseline reaches ~90 % and guidance raises accuracy
+instead (``reports/lambda``), so the test names ``difficulty=easy``.
 """
 
 import time
@@ -15,14 +17,21 @@ import pytest
 from aubench.train import TrainConfig, fit
 
 BUDGET_S = 600.0
+#: the default config's data (``TrainConfig().data``) on the easy faces
+EASY = TrainConfig().data + ",difficulty=easy"
 
 
 @pytest.mark.slow
 def test_guided_training_moves_attention_to_the_aus_without_costing_accuracy(tmp_path):
     start = time.perf_counter()
-    baseline = fit(TrainConfig(), out=tmp_path / "baseline", progress=False, tensorboard=False)
+    baseline = fit(
+        TrainConfig(data=EASY), out=tmp_path / "baseline", progress=False, tensorboard=False
+    )
     guided = fit(
-        TrainConfig(guided=True), out=tmp_path / "guided", progress=False, tensorboard=False
+        TrainConfig(data=EASY, guided=True),
+        out=tmp_path / "guided",
+        progress=False,
+        tensorboard=False,
     )
     wall = time.perf_counter() - start
     b, g = baseline["best"], guided["best"]
