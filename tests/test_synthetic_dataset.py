@@ -14,6 +14,7 @@ from aubench.data.synthetic import SyntheticFaces, export_synthetic
 from aubench.faces.codebook import EXPRESSIONS, Expression
 from aubench.faces.overlay import overlay_heatmap
 from aubench.faces.synth import render_sample
+from aubench.faces.synth_difficulty import DEFAULT_DIFFICULTY
 
 # --- the Sample contract ------------------------------------------------------------------------
 
@@ -125,7 +126,7 @@ def test_synth_command_writes_images_labels_and_preview(tmp_path, capsys):
     assert header[:3] == ["image", "label", "expression"]
     assert header[3:] == [f"x{i}" for i in range(68)] + [f"y{i}" for i in range(68)]
     assert len(rows) == 17
-    dataset = SyntheticFaces(16, size=64, seed=1)
+    dataset = SyntheticFaces(16, size=64, seed=1, difficulty=DEFAULT_DIFFICULTY)  # synth's default
     for index, row in enumerate(rows[1:]):
         sample = dataset[index]
         assert row[0] == f"images/{sample['id']}.png"
