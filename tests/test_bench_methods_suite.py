@@ -71,7 +71,12 @@ def test_cam_cells_keep_their_names_and_configs_and_each_method_adds_its_own():
         "vit_tiny_patch16_224",
         ("proj",),
     )
-    assert cells[4].config.acol_width == 256 and cells[15].config.lam == 4
+    assert cells[4].config.acol_width == 128 and cells[15].config.lam == 4
+    # the per-method settings that let each method learn from scratch at this size (suite YAML)
+    assert (cells[4].config.acol_norm, cells[4].config.epochs) == (True, 5)
+    assert cells[8].config.adl_threshold == 0.9 and cells[0].config.epochs == 3
+    assert (tscam.epochs, tscam.lr, tscam.warmup_epochs) == (10, 1e-3, 1)
+    assert (apvit.epochs, apvit.lr, apvit.warmup_epochs) == (6, 1e-3, 1)
     assert cells[2].config.run_name().startswith("resnet10t-wildcat-baseline-")
 
 
@@ -161,6 +166,9 @@ def test_paper_preset_trains_every_method_with_the_papers_settings():
     by_method = {c.config.method: c.config for c in cells if c.variant == "guided"}
     assert by_method["cam"].model == "resnet50" and by_method["cam"].layers == ("layer4",)
     assert by_method["cam"].large_maps and by_method["acol"].acol_width == 1024
+    # the reference's settings, not the CPU suite's from-scratch ones
+    assert not by_method["acol"].acol_norm and by_method["adl"].adl_threshold == 0.1
+    assert {config.epochs for config in by_method.values()} == {PAPER["epochs"]}
     assert (by_method["tscam"].model, by_method["tscam"].layers) == (
         "deit_small_patch16_224",
         ("norm",),
@@ -195,9 +203,14 @@ def test_dry_run_names_each_cells_method_and_producers(tmp_path):
         "resnet10t-apvit__guided": "method apvit on resnet10t + 8 vit_tiny_patch16_224 blocks; "
         f"maps apvit at attention; {controls} attention",
     }
+    # the transformers and ACoL's two losses train longer than CAM at this size (suite YAML)
+    epochs = {"vit_tiny_patch16_224-tscam__guided": 10, "resnet10t-apvit__guided": 6}
     for cell, producers in expected.items():
         index = next(i for i, line in enumerate(lines) if line.split()[0].startswith(cell))
-        assert "train 3 epochs" in lines[index] and lines[index + 1].strip() == producers
+        assert f"train {epochs.get(cell, 3)} epochs" in lines[index]
+        assert lines[index + 1].strip() == producers
+    acol = next(line for line in lines if line.startswith("  resnet10t-acol__baseline"))
+    assert "train 5 epochs" in acol
     assert lines[-1] == (
         "work: 16 model(s) to train; per cell 4–13 map producers at 4–13 (producer, layer) "
         "pairs × 9 metric(s) = 36–117 scores per image on 512 test images"

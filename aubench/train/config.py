@@ -147,7 +147,7 @@ class TrainConfig(BaseModel):
         False, description="acol: BatchNorm in the branches (not the reference's; from scratch)"
     )
     adl_drop_rate: float = Field(0.4, ge=0, le=1, description="adl: P(drop mask)")
-    adl_threshold: float = Field(0.1, ge=0, le=1, description="adl: drop where a < this·max a")
+    adl_threshold: float = Field(0.1, ge=0, le=1, description="adl: zero where a ≥ this·max a")
     adl_layers: tuple[str, ...] = Field(
         ("layer3.0", "layer4.0", "layer4.-1"),
         description="adl: insert after these blocks (STAGE.INDEX, negative from the end)",
